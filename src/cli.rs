@@ -1,0 +1,49 @@
+//! The command line (DESIGN.md, "Command line").
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(name = "lookout", version, about = "Watch a cluster of servers from one terminal: per-host tables, maximal-risk lines and triggers", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub common: Common,
+    /// Theme: a name from themes/ or a path to a theme file.
+    #[arg(long, global = true)]
+    pub theme: Option<String>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct Common {
+    /// Configuration file (default: $XDG_CONFIG_HOME/lookout/config.toml, else watch the local host).
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Validate the configuration: exit 0, or print every error and exit 2.
+    Check,
+    /// Collect N rounds, print one snapshot and exit.
+    Snapshot {
+        /// Rounds to collect (rates and cpu % need at least 2).
+        #[arg(long, default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..))]
+        rounds: u32,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run the engine and triggers without a screen; every event as one JSON line on stdout.
+    Run {
+        /// Required: there is no other mode of `run` yet.
+        #[arg(long, required = true)]
+        headless: bool,
+        /// Stop after this long (e.g. "30s", "2h"); default: until SIGINT/SIGTERM.
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Option<Duration>,
+    },
+}

@@ -1,0 +1,77 @@
+//! Collectors measure hosts and send [`Update`](crate::model::Update)s to the engine; they
+//! never touch the UI or the triggers. Errors become host status, never a crash.
+
+pub mod local;
+pub mod procfs;
+
+/// Whether a process is one of a watched name: its name is the watched name, or its
+/// `argv[0]` is (by basename, or as a daemon title such as `sshd: alice`), or — for a watched
+/// name holding a space or a slash — its command line contains it.
+pub fn process_matches(watch: &str, name: &str, cmdline: &str) -> bool {
+    if name == watch {
+        return true;
+    }
+    let argv0 = cmdline.split_ascii_whitespace().next().unwrap_or("");
+    let base = argv0.rsplit('/').next().unwrap_or(argv0);
+    if base == watch || base.strip_prefix(watch).is_some_and(|rest| rest.starts_with(':')) {
+        return true;
+    }
+    (watch.contains(' ') || watch.contains('/')) && cmdline.contains(watch)
+}
+
+/// Pseudo filesystems that are never "real" disks.
+pub const PSEUDO_FILESYSTEMS: &[&str] = &[
+    "proc",
+    "sysfs",
+    "devtmpfs",
+    "devpts",
+    "tmpfs",
+    "cgroup",
+    "cgroup2",
+    "mqueue",
+    "debugfs",
+    "tracefs",
+    "securityfs",
+    "pstore",
+    "bpf",
+    "autofs",
+    "configfs",
+    "fusectl",
+    "hugetlbfs",
+    "binfmt_misc",
+    "nsfs",
+    "ramfs",
+    "squashfs",
+    "efivarfs",
+    "rpc_pipefs",
+    "nfsd",
+    "overlay",
+    "selinuxfs",
+    "fuse.gvfsd-fuse",
+    "fuse.portal",
+    "fuse.lxcfs",
+];
+
+/// Whether a mount counts as a real filesystem for the default disk list (`/` always does).
+pub fn is_real_filesystem(mount: &str, fstype: &str) -> bool {
+    mount == "/" || !PSEUDO_FILESYSTEMS.contains(&fstype)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::process_matches;
+
+    #[test]
+    fn matching() {
+        assert!(process_matches("sshd", "sshd", "/usr/sbin/sshd -D"));
+        assert!(process_matches("sshd", "sshd", "sshd: root@pts/0"));
+        assert!(process_matches("myapp", "sleep", "myapp 100"));
+        assert!(process_matches("sshd", "sshd-session", "sshd: alice [priv]"));
+        assert!(!process_matches("sshd", "grep", "grep sshd"));
+        assert!(process_matches(
+            "/opt/app/run",
+            "python3",
+            "python3 /opt/app/run --x"
+        ));
+    }
+}

@@ -1,0 +1,712 @@
+//! Configuration: the TOML file as written (serde types that reject unknown keys), then
+//! validated into the runtime [`Config`] the rest of lookout uses.
+//!
+//! Every error names the file, line and column, says what was expected and, for a misspelt
+//! key, suggests the nearest valid one.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::ops::Range;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+use crate::model::HostName;
+use crate::triggers::rule::{Rule, TriggerFile};
+
+// ---------------------------------------------------------------------------------------------
+// The file as written.
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    #[serde(default)]
+    pub general: GeneralFile,
+    #[serde(default)]
+    pub ssh: SshFile,
+    #[serde(default)]
+    pub ping: PingFile,
+    #[serde(default)]
+    pub hosts: Vec<HostsFile>,
+    #[serde(default)]
+    pub watch: WatchFile,
+    #[serde(default, rename = "trigger")]
+    pub triggers: Vec<Spanned<TriggerFile>>,
+    /// Key bindings: action name -> key or list of keys (validated by the UI).
+    #[serde(default)]
+    pub keys: BTreeMap<Spanned<String>, Spanned<KeyList>>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum KeyList {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl KeyList {
+    pub fn keys(&self) -> Vec<&str> {
+        match self {
+            KeyList::One(k) => vec![k.as_str()],
+            KeyList::Many(ks) => ks.iter().map(String::as_str).collect(),
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct GeneralFile {
+    #[serde(default, with = "humantime_serde")]
+    pub interval: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub history: Option<Duration>,
+    pub theme: Option<String>,
+    /// Ring the terminal bell when a trigger starts firing.
+    pub bell: Option<bool>,
+    /// Most notification commands running at once.
+    pub max_actions: Option<usize>,
+    #[serde(default, with = "humantime_serde")]
+    pub action_timeout: Option<Duration>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SshFile {
+    pub config_file: Option<String>,
+    pub known_hosts: Option<String>,
+    pub host_key_policy: Option<HostKeyPolicy>,
+    pub jump: Option<String>,
+    /// Identity files tried after the agent when the ssh config names none.
+    pub identity_files: Option<Vec<String>>,
+    #[serde(default, with = "humantime_serde")]
+    pub connect_timeout: Option<Duration>,
+    #[serde(default, with = "humantime_serde")]
+    pub poll_timeout: Option<Duration>,
+    /// Most SSH handshakes in flight at once.
+    pub max_handshakes: Option<usize>,
+    /// Largest output accepted from one poll, in bytes.
+    pub max_output: Option<usize>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum HostKeyPolicy {
+    Strict,
+    AcceptNew,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PingFile {
+    /// How many recent probes the rtt/jitter/loss window holds.
+    pub window: Option<usize>,
+    /// Consecutive losses after which a ping-only host is `unreachable`.
+    pub down_after: Option<u32>,
+    #[serde(default, with = "humantime_serde")]
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostsFile {
+    pub names: Vec<Spanned<String>>,
+    pub group: Option<String>,
+    #[serde(default)]
+    pub via: Via,
+    #[serde(default)]
+    pub ping: bool,
+    /// Jump host for these hosts (overrides `[ssh] jump` and ProxyJump).
+    pub jump: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Via {
+    #[default]
+    Ssh,
+    Local,
+    Ping,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchFile {
+    #[serde(default)]
+    pub processes: Vec<WatchProcesses>,
+    #[serde(default)]
+    pub disks: Vec<WatchDisks>,
+    #[serde(default)]
+    pub interfaces: Vec<WatchInterfaces>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchProcesses {
+    pub hosts: Vec<Spanned<String>>,
+    pub names: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchDisks {
+    pub hosts: Vec<Spanned<String>>,
+    pub mounts: Vec<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct WatchInterfaces {
+    pub hosts: Vec<Spanned<String>>,
+    pub names: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// The runtime configuration.
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it came from; `None` for the built-in default.
+    pub path: Option<PathBuf>,
+    pub general: General,
+    pub ssh: SshSettings,
+    pub ping: PingSettings,
+    pub hosts: Vec<HostConfig>,
+    pub triggers: Vec<Rule>,
+    /// Whether the rules are the built-in defaults (no `[[trigger]]` in the file).
+    pub default_triggers: bool,
+    pub keys: BTreeMap<Spanned<String>, Spanned<KeyList>>,
+    /// The file's text, kept so later checks (key bindings) can point at lines.
+    pub source_text: Arc<str>,
+    /// Non-fatal findings (`lookout check` prints them).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub struct General {
+    pub interval: Duration,
+    pub history: Duration,
+    pub theme: String,
+    pub bell: bool,
+    pub max_actions: usize,
+    pub action_timeout: Duration,
+}
+
+impl General {
+    /// Samples each history ring holds.
+    pub fn history_len(&self) -> usize {
+        let n = self.history.as_secs_f64() / self.interval.as_secs_f64().max(0.001);
+        (n.ceil() as usize).clamp(2, 100_000)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct SshSettings {
+    pub config_file: PathBuf,
+    pub known_hosts: PathBuf,
+    pub host_key_policy: HostKeyPolicy,
+    pub jump: Option<String>,
+    pub identity_files: Vec<PathBuf>,
+    pub connect_timeout: Duration,
+    pub poll_timeout: Duration,
+    pub max_handshakes: usize,
+    pub max_output: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct PingSettings {
+    pub window: usize,
+    pub down_after: u32,
+    pub timeout: Duration,
+}
+
+/// One watched host after cross-product expansion.
+#[derive(Debug, Clone)]
+pub struct HostConfig {
+    pub name: HostName,
+    pub group: Option<String>,
+    pub via: Via,
+    pub ping: bool,
+    pub jump: Option<String>,
+    /// Watched process names (matched against the process name or its command line).
+    pub processes: Vec<Arc<str>>,
+    /// Watched mount points; empty means every real filesystem.
+    pub mounts: Vec<String>,
+    /// Watched interfaces; empty means every non-loopback interface.
+    pub interfaces: Vec<String>,
+}
+
+// ---------------------------------------------------------------------------------------------
+// Errors.
+
+/// A configuration problem, located in its file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: usize,
+    pub column: usize,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.line == 0 {
+            write!(f, "{}: {}", self.file, self.message)
+        } else {
+            write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
+        }
+    }
+}
+
+/// All the errors found in one file.
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct ConfigErrors(pub Vec<ConfigError>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "error: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Turns byte offsets of one file into `file:line:col` errors.
+pub struct Locator<'a> {
+    pub file: &'a str,
+    pub text: &'a str,
+}
+
+impl Locator<'_> {
+    /// 1-based line and column of a byte offset.
+    pub fn line_col(&self, offset: usize) -> (usize, usize) {
+        let offset = offset.min(self.text.len());
+        let before = &self.text[..offset];
+        let line = before.matches('\n').count() + 1;
+        let col = before.rfind('\n').map_or(offset, |nl| offset - nl - 1) + 1;
+        (line, col)
+    }
+
+    pub fn error(&self, span: Range<usize>, message: impl Into<String>) -> ConfigError {
+        let (line, column) = self.line_col(span.start);
+        ConfigError {
+            file: self.file.to_string(),
+            line,
+            column,
+            message: message.into(),
+        }
+    }
+
+    /// The `[table]` header in force at `offset`, for messages like "in [general]".
+    fn table_at(&self, offset: usize) -> Option<String> {
+        let offset = offset.min(self.text.len());
+        self.text[..offset].lines().rev().find_map(|line| {
+            let line = line.trim();
+            let inner = line.strip_prefix("[[").and_then(|l| l.split("]]").next());
+            let inner = inner.or_else(|| line.strip_prefix('[').and_then(|l| l.split(']').next()));
+            inner.map(|name| name.trim().to_string())
+        })
+    }
+
+    /// Rewrites one of toml's messages into ours (nearest key for an unknown one).
+    fn from_toml(&self, err: &toml::de::Error) -> ConfigError {
+        let span = err.span().unwrap_or(0..0);
+        let message = err.message().trim().to_string();
+        let rewritten = if let Some(rest) = message.strip_prefix("unknown field `") {
+            let (key, tail) = rest.split_once('`').unwrap_or((rest, ""));
+            let expected: Vec<&str> = tail
+                .split('`')
+                .enumerate()
+                .filter(|(i, _)| i % 2 == 1)
+                .map(|(_, s)| s)
+                .collect();
+            let table = match self.table_at(span.start) {
+                Some(t) => format!("[{t}]"),
+                None => "the top level".to_string(),
+            };
+            let (line, col) = self.line_col(span.start);
+            let mut m = format!("unknown key `{key}` in {table} at {}:{line}:{col}", self.file);
+            match crate::suggest::nearest(key, expected.iter().copied()) {
+                Some(near) => m.push_str(&format!(" — did you mean `{near}`?")),
+                None if !expected.is_empty() => {
+                    m.push_str(&format!(" — expected one of {}", quote_list(&expected)))
+                }
+                None => {}
+            }
+            m
+        } else {
+            message
+        };
+        self.error(span, rewritten)
+    }
+}
+
+fn quote_list(items: &[&str]) -> String {
+    items
+        .iter()
+        .map(|s| format!("`{s}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loading.
+
+/// Where the config comes from when `--config` is not given.
+pub fn default_path() -> Option<PathBuf> {
+    let base = std::env::var_os("XDG_CONFIG_HOME")
+        .map(PathBuf::from)
+        .filter(|p| p.is_absolute())
+        .or_else(|| directories::BaseDirs::new().map(|d| d.home_dir().join(".config")))?;
+    Some(base.join("lookout").join("config.toml"))
+}
+
+/// Loads `--config FILE`, else the default location if that file exists, else the built-in
+/// default that watches the local host.
+pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigErrors> {
+    let path = match explicit {
+        Some(p) => Some(p.to_path_buf()),
+        None => default_path().filter(|p| p.exists()),
+    };
+    match path {
+        Some(path) => {
+            let text = std::fs::read_to_string(&path).map_err(|e| {
+                ConfigErrors(vec![ConfigError {
+                    file: path.display().to_string(),
+                    line: 0,
+                    column: 0,
+                    message: format!("cannot read the config file: {e}"),
+                }])
+            })?;
+            parse(&text, &path.display().to_string(), Some(path))
+        }
+        None => parse("", "<built-in default>", None),
+    }
+}
+
+/// Parses and validates one config text. `file` is the name used in messages.
+pub fn parse(text: &str, file: &str, path: Option<PathBuf>) -> Result<Config, ConfigErrors> {
+    let loc = Locator { file, text };
+    let raw: FileConfig = toml::from_str(text).map_err(|e| ConfigErrors(vec![loc.from_toml(&e)]))?;
+    let mut errors = Vec::new();
+    let config = validate(raw, &loc, path, &mut errors);
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+fn expand_path(p: &str) -> PathBuf {
+    if let Some(rest) = p.strip_prefix("~/")
+        && let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf())
+    {
+        return home.join(rest);
+    }
+    PathBuf::from(p)
+}
+
+/// The name the local host takes in the built-in default configuration.
+pub fn local_host_name() -> String {
+    sysinfo::System::host_name()
+        .ok()
+        .map(|h| crate::model::sanitize(&h))
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut Vec<ConfigError>) -> Config {
+    let g = raw.general;
+    let interval = g.interval.unwrap_or(Duration::from_secs(2));
+    if interval < Duration::from_millis(100) {
+        errors.push(loc.error(0..0, "[general] interval must be at least 100ms"));
+    }
+    let general = General {
+        interval: interval.max(Duration::from_millis(100)),
+        history: g.history.unwrap_or(Duration::from_secs(15 * 60)),
+        theme: g.theme.unwrap_or_else(|| "default".to_string()),
+        bell: g.bell.unwrap_or(false),
+        max_actions: g.max_actions.unwrap_or(8).max(1),
+        action_timeout: g.action_timeout.unwrap_or(Duration::from_secs(30)),
+    };
+    let s = raw.ssh;
+    let ssh = SshSettings {
+        config_file: expand_path(s.config_file.as_deref().unwrap_or("~/.ssh/config")),
+        known_hosts: expand_path(s.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts")),
+        host_key_policy: s.host_key_policy.unwrap_or(HostKeyPolicy::Strict),
+        jump: s.jump,
+        identity_files: s
+            .identity_files
+            .unwrap_or_else(|| {
+                ["~/.ssh/id_ed25519", "~/.ssh/id_ecdsa", "~/.ssh/id_rsa"]
+                    .map(String::from)
+                    .to_vec()
+            })
+            .iter()
+            .map(|p| expand_path(p))
+            .collect(),
+        connect_timeout: s.connect_timeout.unwrap_or(Duration::from_secs(10)),
+        poll_timeout: s.poll_timeout.unwrap_or(interval.max(Duration::from_secs(5))),
+        max_handshakes: s.max_handshakes.unwrap_or(64).max(1),
+        max_output: s.max_output.unwrap_or(4 << 20),
+    };
+    let ping = PingSettings {
+        window: raw.ping.window.unwrap_or(20).max(1),
+        down_after: raw.ping.down_after.unwrap_or(5).max(1),
+        timeout: raw.ping.timeout.unwrap_or(Duration::from_secs(1)),
+    };
+
+    // Hosts, in file order; a name listed twice is an error.
+    let mut hosts: Vec<HostConfig> = Vec::new();
+    let mut seen = BTreeSet::new();
+    for entry in &raw.hosts {
+        for name in &entry.names {
+            let n = name.get_ref().trim();
+            if n.is_empty() || n.starts_with('@') || n == "*" || n.chars().any(char::is_control) {
+                errors.push(loc.error(name.span(), format!("invalid host name `{n}`")));
+                continue;
+            }
+            if !seen.insert(n.to_string()) {
+                errors.push(loc.error(name.span(), format!("host `{n}` is listed twice")));
+                continue;
+            }
+            hosts.push(HostConfig {
+                name: Arc::from(n),
+                group: entry.group.clone(),
+                via: entry.via,
+                ping: entry.ping || entry.via == Via::Ping,
+                jump: entry.jump.clone(),
+                processes: Vec::new(),
+                mounts: Vec::new(),
+                interfaces: Vec::new(),
+            });
+        }
+    }
+    if raw.hosts.is_empty() {
+        hosts.push(HostConfig {
+            name: Arc::from(local_host_name()),
+            group: None,
+            via: Via::Local,
+            ping: false,
+            jump: None,
+            processes: Vec::new(),
+            mounts: Vec::new(),
+            interfaces: Vec::new(),
+        });
+    }
+
+    // Cross products: every selected host x every listed name.
+    let selector = HostSelector::new(&hosts);
+    for w in &raw.watch.processes {
+        for i in selector.resolve(&w.hosts, loc, errors) {
+            for n in &w.names {
+                push_unique(&mut hosts[i].processes, Arc::from(n.as_str()));
+            }
+        }
+    }
+    for w in &raw.watch.disks {
+        for i in selector.resolve(&w.hosts, loc, errors) {
+            for m in &w.mounts {
+                push_unique(&mut hosts[i].mounts, m.clone());
+            }
+        }
+    }
+    for w in &raw.watch.interfaces {
+        for i in selector.resolve(&w.hosts, loc, errors) {
+            for n in &w.names {
+                push_unique(&mut hosts[i].interfaces, n.clone());
+            }
+        }
+    }
+
+    let mut warnings = Vec::new();
+    let default_triggers = raw.triggers.is_empty();
+    let triggers = if default_triggers {
+        crate::triggers::rule::default_rules()
+    } else {
+        let mut names = BTreeSet::new();
+        raw.triggers
+            .into_iter()
+            .filter_map(|t| {
+                let span = t.span();
+                let rule = Rule::from_file(t.into_inner(), span, loc, &selector, errors, &mut warnings)?;
+                if !names.insert(rule.name.clone()) {
+                    errors.push(loc.error(0..0, format!("two triggers are named `{}`", rule.name)));
+                }
+                Some(rule)
+            })
+            .collect()
+    };
+
+    Config {
+        path,
+        general,
+        ssh,
+        ping,
+        hosts,
+        triggers,
+        default_triggers,
+        keys: raw.keys,
+        source_text: Arc::from(loc.text),
+        warnings,
+    }
+}
+
+fn push_unique<T: PartialEq>(v: &mut Vec<T>, item: T) {
+    if !v.contains(&item) {
+        v.push(item);
+    }
+}
+
+/// Resolves `*`, `@group` and host-name selectors against the configured hosts.
+pub struct HostSelector {
+    names: Vec<HostName>,
+    groups: Vec<Option<String>>,
+}
+
+impl HostSelector {
+    pub fn new(hosts: &[HostConfig]) -> Self {
+        HostSelector {
+            names: hosts.iter().map(|h| h.name.clone()).collect(),
+            groups: hosts.iter().map(|h| h.group.clone()).collect(),
+        }
+    }
+
+    /// Indexes of the hosts the selectors name; unknown names and groups are errors.
+    pub fn resolve(
+        &self,
+        selectors: &[Spanned<String>],
+        loc: &Locator,
+        errors: &mut Vec<ConfigError>,
+    ) -> Vec<usize> {
+        let mut out = Vec::new();
+        for sel in selectors {
+            let s = sel.get_ref().as_str();
+            let matched: Vec<usize> = if s == "*" {
+                (0..self.names.len()).collect()
+            } else if let Some(group) = s.strip_prefix('@') {
+                let m: Vec<usize> = (0..self.names.len())
+                    .filter(|&i| self.groups[i].as_deref() == Some(group))
+                    .collect();
+                if m.is_empty() {
+                    let known: BTreeSet<&str> = self.groups.iter().flatten().map(String::as_str).collect();
+                    let hint = crate::suggest::nearest(group, known.iter().copied())
+                        .map(|n| format!(" — did you mean `@{n}`?"))
+                        .unwrap_or_default();
+                    errors.push(loc.error(sel.span(), format!("no host is in group `{group}`{hint}")));
+                }
+                m
+            } else {
+                let m: Vec<usize> = (0..self.names.len()).filter(|&i| &*self.names[i] == s).collect();
+                if m.is_empty() {
+                    let hint = crate::suggest::nearest(s, self.names.iter().map(|n| &**n))
+                        .map(|n| format!(" — did you mean `{n}`?"))
+                        .unwrap_or_default();
+                    errors.push(loc.error(
+                        sel.span(),
+                        format!("unknown host `{s}` (not in any [[hosts]] names){hint}"),
+                    ));
+                }
+                m
+            };
+            for i in matched {
+                push_unique(&mut out, i);
+            }
+        }
+        out
+    }
+
+    pub fn name(&self, i: usize) -> &HostName {
+        &self.names[i]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn errs(text: &str) -> Vec<String> {
+        match parse(text, "t.toml", None) {
+            Ok(_) => vec![],
+            Err(e) => e.0.iter().map(ToString::to_string).collect(),
+        }
+    }
+
+    #[test]
+    fn empty_config_watches_local_host() {
+        let c = parse("", "t.toml", None).expect("valid");
+        assert_eq!(c.hosts.len(), 1);
+        assert_eq!(c.hosts[0].via, Via::Local);
+        assert_eq!(c.general.interval, Duration::from_secs(2));
+        assert_eq!(c.general.history_len(), 450);
+        assert!(c.default_triggers);
+    }
+
+    #[test]
+    fn misspelt_key_names_nearest() {
+        let e = errs("[general]\nintervall = \"2s\"\n");
+        assert_eq!(
+            e,
+            vec!["t.toml:2:1: unknown key `intervall` in [general] at t.toml:2:1 — did you mean `interval`?"]
+        );
+    }
+
+    #[test]
+    fn cross_product_expands() {
+        let c = parse(
+            r#"
+[[hosts]]
+names = ["alpha", "beta", "delta"]
+group = "web"
+[[hosts]]
+names = ["db1"]
+group = "db"
+[[watch.processes]]
+hosts = ["@web", "db1"]
+names = ["httpd", "sshd"]
+[[watch.disks]]
+hosts = ["*"]
+mounts = ["/", "/var"]
+"#,
+            "t.toml",
+            None,
+        )
+        .expect("valid");
+        assert_eq!(c.hosts.len(), 4);
+        for h in &c.hosts {
+            assert_eq!(
+                h.processes.iter().map(|p| &**p).collect::<Vec<_>>(),
+                ["httpd", "sshd"]
+            );
+            assert_eq!(h.mounts, ["/", "/var"]);
+        }
+    }
+
+    #[test]
+    fn unknown_selectors_are_errors() {
+        let e = errs(
+            "[[hosts]]\nnames = [\"alpha\"]\ngroup = \"web\"\n[[watch.disks]]\nhosts = [\"@webb\", \"alpah\"]\nmounts = [\"/\"]\n",
+        );
+        assert_eq!(e.len(), 2, "{e:?}");
+        assert_eq!(
+            e[0],
+            "t.toml:5:10: no host is in group `webb` — did you mean `@web`?"
+        );
+        assert_eq!(
+            e[1],
+            "t.toml:5:19: unknown host `alpah` (not in any [[hosts]] names) — did you mean `alpha`?"
+        );
+    }
+
+    #[test]
+    fn bad_duration_is_located() {
+        let e = errs("[general]\ninterval = \"soon\"\n");
+        assert_eq!(e.len(), 1);
+        assert!(e[0].starts_with("t.toml:2:12: "), "{}", e[0]);
+    }
+}

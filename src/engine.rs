@@ -1,0 +1,330 @@
+//! The engine: the single writer of lookout's state.
+//!
+//! Collectors send [`Update`]s; the engine applies them to per-host state, derives rates,
+//! keeps history, computes the maximal-risk line of every metric, evaluates triggers and
+//! publishes an immutable [`Snapshot`]. It is plain synchronous code driven by updates and an
+//! injected [`Clock`], so tests can script it; [`run`] is the thin async loop around it.
+
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, SystemTime};
+
+use rustc_hash::FxHashMap;
+use tokio::sync::{broadcast, mpsc, watch};
+
+use crate::clock::Clock;
+use crate::config::{Config, Via};
+use crate::event::{Event, EventKind};
+use crate::model::{
+    CATALOGUE, HostName, HostStatus, Metric, Reading, Risk, Sample, Source, Update, sanitize,
+};
+use crate::snapshot::{HostView, MaxRiskLine, Snapshot};
+use crate::store::{HostHistory, RateTracker};
+use crate::triggers::{Command, TriggerSet};
+
+struct HostState {
+    view: Arc<HostView>,
+    system: Vec<Reading>,
+    ping: Vec<Reading>,
+    external: Vec<Reading>,
+    rates: RateTracker,
+}
+
+pub struct Engine {
+    config: Arc<Config>,
+    clock: Arc<dyn Clock>,
+    hosts: Vec<HostState>,
+    index: FxHashMap<HostName, usize>,
+    triggers: TriggerSet,
+    seq: u64,
+    /// Whether anything changed since the last snapshot.
+    dirty: bool,
+    events: Vec<Event>,
+    last: Option<Arc<Snapshot>>,
+}
+
+impl Engine {
+    pub fn new(config: Arc<Config>, clock: Arc<dyn Clock>) -> Self {
+        let cap = config.general.history_len();
+        let hosts: Vec<HostState> = config
+            .hosts
+            .iter()
+            .map(|h| HostState {
+                view: Arc::new(HostView {
+                    name: h.name.clone(),
+                    group: h.group.clone(),
+                    via: h.via,
+                    status: if h.via == Via::Local {
+                        HostStatus::Up
+                    } else {
+                        HostStatus::Connecting
+                    },
+                    error: None,
+                    last_update: None,
+                    rounds: 0,
+                    metrics: Vec::new(),
+                    processes: Vec::new(),
+                    history: Arc::new(RwLock::new(HostHistory::new(cap))),
+                }),
+                system: Vec::new(),
+                ping: Vec::new(),
+                external: Vec::new(),
+                rates: RateTracker::default(),
+            })
+            .collect();
+        let index = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (h.view.name.clone(), i))
+            .collect();
+        let triggers = TriggerSet::new(config.triggers.clone(), config.general.interval);
+        let mut engine = Engine {
+            config,
+            clock,
+            hosts,
+            index,
+            triggers,
+            seq: 0,
+            dirty: true,
+            events: Vec::new(),
+            last: None,
+        };
+        for i in 0..engine.hosts.len() {
+            engine.rebuild_view(i, |_| {});
+        }
+        engine
+    }
+
+    pub fn now(&self) -> SystemTime {
+        self.clock.now()
+    }
+
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Applies one update from a collector.
+    pub fn apply(&mut self, update: Update) {
+        match update {
+            Update::Sample(sample) => self.apply_sample(sample),
+            Update::Status { host, status, error } => self.apply_status(&host, status, error),
+        }
+    }
+
+    fn apply_sample(&mut self, sample: Sample) {
+        let Some(&i) = self.index.get(&sample.host) else {
+            log::debug!("sample for unknown host {}", sample.host);
+            return;
+        };
+        let now = self.clock.now();
+        let Sample {
+            source,
+            mut readings,
+            processes,
+            ..
+        } = sample;
+        readings.retain(|r| r.value.is_finite());
+        let h = &mut self.hosts[i];
+        h.rates.derive(&readings.clone(), now, &mut readings);
+        if let Ok(mut hist) = h.view.history.write() {
+            for r in &readings {
+                hist.record(r);
+            }
+        }
+        let is_primary = match source {
+            Source::Ping => h.view.via == Via::Ping,
+            Source::System | Source::External => h.view.via != Via::Ping,
+        };
+        match source {
+            Source::System => h.system = readings,
+            Source::Ping => h.ping = readings,
+            Source::External => h.external = readings,
+        }
+        self.rebuild_view(i, |v| {
+            if is_primary {
+                v.last_update = Some(now);
+                v.rounds += 1;
+            }
+            if source == Source::System {
+                v.processes = processes;
+            }
+        });
+    }
+
+    fn apply_status(&mut self, host: &HostName, status: HostStatus, error: Option<String>) {
+        let Some(&i) = self.index.get(host) else {
+            return;
+        };
+        let error = error.map(|e| sanitize(&e)).filter(|e| !e.is_empty());
+        let view = &self.hosts[i].view;
+        if view.status == status && view.error == error {
+            return;
+        }
+        let h = &mut self.hosts[i];
+        if status != HostStatus::Up && h.view.via != Via::Ping {
+            // Values from a host that no longer answers are not current: drop them, and the
+            // counter baselines with them (the host may have rebooted).
+            h.system.clear();
+            h.rates.forget();
+        }
+        let now = self.clock.now();
+        self.events.push(Event::new(
+            now,
+            EventKind::HostStatus {
+                host: host.clone(),
+                status,
+                error: error.clone(),
+            },
+        ));
+        self.rebuild_view(i, |v| {
+            v.status = status;
+            v.error = error;
+            if status != HostStatus::Up && v.via != Via::Ping {
+                v.processes.clear();
+            }
+        });
+    }
+
+    /// Rebuilds one host's view from its sources, after `edit` changes its other fields.
+    fn rebuild_view(&mut self, i: usize, edit: impl FnOnce(&mut HostView)) {
+        let h = &mut self.hosts[i];
+        let mut view = HostView::clone(&h.view);
+        edit(&mut view);
+        let up = if view.status == HostStatus::Up { 1.0 } else { 0.0 };
+        let mut metrics = Vec::with_capacity(1 + h.system.len() + h.ping.len() + h.external.len());
+        metrics.push(Reading::host(Metric::HostUp, up));
+        metrics.extend(h.system.iter().cloned());
+        metrics.extend(h.ping.iter().cloned());
+        metrics.extend(h.external.iter().filter(|r| r.metric != Metric::HostUp).cloned());
+        view.metrics = metrics;
+        h.view = Arc::new(view);
+        self.dirty = true;
+    }
+
+    /// A command from a front end (acknowledge, silence). Reconnects are the collectors'.
+    pub fn command(&mut self, cmd: &Command) {
+        let now = self.clock.now();
+        let events = self.triggers.command(cmd, now);
+        if !events.is_empty() {
+            self.dirty = true;
+        }
+        self.events
+            .extend(events.into_iter().map(|t| Event::new(now, EventKind::Trigger(t))));
+    }
+
+    /// The maximal-risk line of every metric over fresh data; ties go to the host listed first
+    /// (then the instance reported first), so the line does not flicker between equals.
+    pub fn max_risk(&self, now: SystemTime) -> Vec<MaxRiskLine> {
+        let interval = self.config.general.interval;
+        let mut worst: Vec<Option<(f64, usize, &Reading)>> = vec![None; CATALOGUE.len()];
+        for (hi, h) in self.hosts.iter().enumerate() {
+            let fresh = !h.view.is_stale(now, interval);
+            for r in &h.view.metrics {
+                if r.metric.risk() == Risk::None || (!fresh && r.metric != Metric::HostUp) {
+                    continue;
+                }
+                let slot = &mut worst[r.metric as usize];
+                match slot {
+                    Some((v, _, _)) if !r.metric.is_worse(r.value, *v) => {}
+                    _ => *slot = Some((r.value, hi, r)),
+                }
+            }
+        }
+        worst
+            .into_iter()
+            .flatten()
+            .map(|(value, hi, r)| MaxRiskLine {
+                metric: r.metric,
+                host: self.hosts[hi].view.name.clone(),
+                instance: r.instance.clone(),
+                value,
+            })
+            .collect()
+    }
+
+    /// Evaluates triggers against the current data; call it on every clock tick as well as
+    /// after updates so that `for` durations and staleness advance without new data.
+    pub fn tick(&mut self) {
+        let now = self.clock.now();
+        let views: Vec<Arc<HostView>> = self.hosts.iter().map(|h| h.view.clone()).collect();
+        let max_risk = self.max_risk(now);
+        let events = self.triggers.evaluate(now, &views, &max_risk);
+        if !events.is_empty() || self.triggers.take_changed() {
+            self.dirty = true;
+        }
+        self.events
+            .extend(events.into_iter().map(|t| Event::new(now, EventKind::Trigger(t))));
+    }
+
+    /// Whether there is something new to publish.
+    pub fn is_dirty(&self) -> bool {
+        self.dirty
+    }
+
+    /// The current snapshot (rebuilt only when something changed).
+    pub fn snapshot(&mut self) -> Arc<Snapshot> {
+        if let (false, Some(last)) = (self.dirty, &self.last) {
+            return last.clone();
+        }
+        let now = self.clock.now();
+        self.seq += 1;
+        let snap = Arc::new(Snapshot {
+            taken_at: now,
+            seq: self.seq,
+            interval: self.config.general.interval,
+            hosts: self.hosts.iter().map(|h| h.view.clone()).collect(),
+            max_risk: self.max_risk(now),
+            triggers: self.triggers.views(),
+        });
+        self.dirty = false;
+        self.last = Some(snap.clone());
+        snap
+    }
+
+    /// Events produced since the last call.
+    pub fn drain_events(&mut self) -> Vec<Event> {
+        std::mem::take(&mut self.events)
+    }
+
+    pub fn triggers(&self) -> &TriggerSet {
+        &self.triggers
+    }
+}
+
+/// Channels that connect collectors and front ends to a running engine.
+pub struct EngineChannels {
+    pub updates: mpsc::Receiver<Update>,
+    pub commands: mpsc::Receiver<Command>,
+    pub snapshots: watch::Sender<Arc<Snapshot>>,
+    pub events: broadcast::Sender<Event>,
+}
+
+/// How often triggers are re-evaluated without new data (for `for` countdowns, staleness).
+pub const TICK: Duration = Duration::from_millis(250);
+
+/// Drives an engine until the update channel closes: applies updates in batches, evaluates
+/// triggers, publishes snapshots and broadcasts events (actions are run by the receivers).
+pub async fn run(mut engine: Engine, mut ch: EngineChannels) {
+    let mut tick = tokio::time::interval(TICK);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            update = ch.updates.recv() => {
+                let Some(update) = update else { break };
+                engine.apply(update);
+                // Take whatever else is queued so a burst costs one snapshot, not many.
+                while let Ok(u) = ch.updates.try_recv() {
+                    engine.apply(u);
+                }
+            }
+            Some(cmd) = ch.commands.recv() => engine.command(&cmd),
+            _ = tick.tick() => {}
+        }
+        engine.tick();
+        for e in engine.drain_events() {
+            let _ = ch.events.send(e);
+        }
+        if engine.is_dirty() {
+            let _ = ch.snapshots.send(engine.snapshot());
+        }
+    }
+}

@@ -1,0 +1,18 @@
+//! lookout: a terminal dashboard that watches a cluster of servers.
+//!
+//! Data flows one way: collectors -> engine -> snapshot -> front ends (DESIGN.md).
+
+pub mod cli;
+pub mod clock;
+pub mod collectors;
+pub mod commands;
+pub mod config;
+pub mod engine;
+pub mod event;
+pub mod format;
+pub mod model;
+pub mod runtime;
+pub mod snapshot;
+pub mod store;
+pub mod suggest;
+pub mod triggers;

@@ -1,0 +1,66 @@
+//! The `lookout` binary: parses the command line and hands over to the library.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::Parser;
+use lookout::cli::{Cli, Command};
+use lookout::{commands, config};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load(cli.common.config.as_deref()) {
+        Ok(c) => c,
+        Err(errors) => {
+            eprintln!("{errors}");
+            return ExitCode::from(2);
+        }
+    };
+    if let Some(Command::Check) = cli.command {
+        print!("{}", commands::check_report(&config));
+        return ExitCode::SUCCESS;
+    }
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("lookout: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let config = Arc::new(config);
+    let result = runtime.block_on(async move {
+        match cli.command {
+            Some(Command::Snapshot { rounds, json }) => {
+                let snap = commands::collect_snapshot(config, rounds).await;
+                let mut out = std::io::stdout().lock();
+                if json {
+                    serde_json::to_writer_pretty(&mut out, &*snap)?;
+                    use std::io::Write;
+                    writeln!(out)?;
+                } else {
+                    commands::print_table(&snap, &mut out)?;
+                }
+                Ok::<ExitCode, anyhow::Error>(ExitCode::SUCCESS)
+            }
+            Some(Command::Run { duration, .. }) => {
+                anyhow::bail!("headless mode arrives with the triggers work (duration {duration:?})")
+            }
+            Some(Command::Check) | None => {
+                anyhow::bail!("the dashboard arrives with the UI work; use `lookout snapshot` meanwhile")
+            }
+        }
+    });
+    // Collector threads block in sysinfo; do not wait for them.
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("lookout: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

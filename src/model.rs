@@ -1,0 +1,325 @@
+//! The shared vocabulary of lookout: metrics, readings, host status, updates and snapshots.
+//!
+//! Nothing here does I/O or knows about the terminal; collectors produce these values, the
+//! engine consumes them and front ends read the resulting [`Snapshot`].
+
+use std::fmt;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use serde::{Serialize, Serializer};
+
+/// A host's name as the user wrote it in the config (an ssh alias, an address, or `local`).
+pub type HostName = Arc<str>;
+
+/// Which way of a metric is worse: the maximal-risk line picks the worst value.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Risk {
+    Higher,
+    Lower,
+    /// Informational only (totals, raw counters): no maximal-risk line.
+    None,
+}
+
+/// Whether a value is a level (gauge) or an ever-growing counter.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Kind {
+    Gauge,
+    Counter,
+}
+
+/// One row of the metric catalogue (DESIGN.md, "Metric catalogue").
+#[derive(Debug)]
+pub struct MetricInfo {
+    pub metric: Metric,
+    pub name: &'static str,
+    pub unit: Unit,
+    /// What the instance names ("" when there is one value per host).
+    pub instance: &'static str,
+    pub risk: Risk,
+    pub kind: Kind,
+    /// For counters: the per-second rate the engine derives from them.
+    pub rate: Option<Metric>,
+    /// Whether the engine keeps a history ring for this series (not for totals and raw
+    /// counters, whose history nobody charts).
+    pub history: bool,
+    pub description: &'static str,
+}
+
+/// How a value is displayed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Unit {
+    Bool,
+    Seconds,
+    Millis,
+    Percent,
+    Load,
+    Bytes,
+    BytesPerSec,
+    Count,
+}
+
+macro_rules! catalogue {
+    ($( $variant:ident = $name:literal, $unit:ident, $inst:literal, $risk:ident, $kind:ident, $rate:expr, $hist:literal, $desc:literal; )*) => {
+        /// A metric of the catalogue. The string names are the public contract (config, JSON).
+        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum Metric { $($variant),* }
+
+        /// Every metric, in catalogue order (the order the maximal-risk panel uses).
+        pub const CATALOGUE: &[MetricInfo] = &[
+            $(MetricInfo {
+                metric: Metric::$variant,
+                name: $name,
+                unit: Unit::$unit,
+                instance: $inst,
+                risk: Risk::$risk,
+                kind: Kind::$kind,
+                rate: $rate,
+                history: $hist,
+                description: $desc,
+            }),*
+        ];
+    };
+}
+
+catalogue! {
+    HostUp = "host.up", Bool, "", Lower, Gauge, None, true, "1 while the host answers";
+    HostUptime = "host.uptime_s", Seconds, "", None, Gauge, None, false, "seconds since boot";
+    HostPollMs = "host.poll_ms", Millis, "", Higher, Gauge, None, true, "time to collect one round";
+    CpuUsage = "cpu.usage_pct", Percent, "", Higher, Gauge, None, true, "% of all cores busy";
+    CpuCoreUsage = "cpu.core_usage_pct", Percent, "core", Higher, Gauge, None, true, "% busy per core";
+    CpuIowait = "cpu.iowait_pct", Percent, "", Higher, Gauge, None, true, "% of time waiting for I/O";
+    Load1 = "load.1", Load, "", Higher, Gauge, None, true, "1-minute load average";
+    Load5 = "load.5", Load, "", Higher, Gauge, None, true, "5-minute load average";
+    Load15 = "load.15", Load, "", Higher, Gauge, None, true, "15-minute load average";
+    LoadPerCore = "load.per_core", Load, "", Higher, Gauge, None, true, "load.1 divided by cores";
+    MemTotal = "mem.total_bytes", Bytes, "", None, Gauge, None, false, "physical memory";
+    MemUsed = "mem.used_bytes", Bytes, "", Higher, Gauge, None, true, "memory in use (total - available)";
+    MemAvailable = "mem.available_bytes", Bytes, "", Lower, Gauge, None, true, "memory available to new work";
+    MemUsedPct = "mem.used_pct", Percent, "", Higher, Gauge, None, true, "memory in use, %";
+    SwapUsedPct = "swap.used_pct", Percent, "", Higher, Gauge, None, true, "swap in use, %";
+    DiskTotal = "disk.total_bytes", Bytes, "mount", None, Gauge, None, false, "filesystem size";
+    DiskUsed = "disk.used_bytes", Bytes, "mount", Higher, Gauge, None, false, "bytes used";
+    DiskFree = "disk.free_bytes", Bytes, "mount", Lower, Gauge, None, false, "bytes available to users";
+    DiskUsedPct = "disk.used_pct", Percent, "mount", Higher, Gauge, None, true, "used / (used + available), as df";
+    NetRxBytes = "net.rx_bytes", Bytes, "interface", None, Counter, Some(Metric::NetRxBps), false, "bytes received";
+    NetTxBytes = "net.tx_bytes", Bytes, "interface", None, Counter, Some(Metric::NetTxBps), false, "bytes sent";
+    NetRxPackets = "net.rx_packets", Count, "interface", None, Counter, None, false, "packets received";
+    NetTxPackets = "net.tx_packets", Count, "interface", None, Counter, None, false, "packets sent";
+    NetRxErrors = "net.rx_errors", Count, "interface", Higher, Counter, None, false, "receive errors";
+    NetTxErrors = "net.tx_errors", Count, "interface", Higher, Counter, None, false, "transmit errors";
+    NetRxDrops = "net.rx_drops", Count, "interface", Higher, Counter, None, false, "received packets dropped";
+    NetTxDrops = "net.tx_drops", Count, "interface", Higher, Counter, None, false, "sent packets dropped";
+    NetRxBps = "net.rx_bps", BytesPerSec, "interface", Higher, Gauge, None, true, "bytes received per second";
+    NetTxBps = "net.tx_bps", BytesPerSec, "interface", Higher, Gauge, None, true, "bytes sent per second";
+    ProcCount = "proc.count", Count, "name", Lower, Gauge, None, true, "processes matching the watched name";
+    ProcCpu = "proc.cpu_pct", Percent, "name", Higher, Gauge, None, true, "cpu % summed over matches";
+    ProcMem = "proc.mem_pct", Percent, "name", Higher, Gauge, None, true, "memory % summed over matches";
+    ProcRss = "proc.rss_bytes", Bytes, "name", Higher, Gauge, None, false, "resident memory summed over matches";
+    ProcVms = "proc.vms_bytes", Bytes, "name", Higher, Gauge, None, false, "virtual memory summed over matches";
+    ProcShared = "proc.shared_bytes", Bytes, "name", Higher, Gauge, None, false, "shared memory summed over matches";
+    PingRtt = "ping.rtt_ms", Millis, "", Higher, Gauge, None, true, "mean round trip over the ping window";
+    PingJitter = "ping.jitter_ms", Millis, "", Higher, Gauge, None, true, "mean difference between successive round trips";
+    PingLoss = "ping.loss_pct", Percent, "", Higher, Gauge, None, true, "% of probes lost over the ping window";
+}
+
+impl Metric {
+    pub fn info(self) -> &'static MetricInfo {
+        &CATALOGUE[self as usize]
+    }
+    pub fn name(self) -> &'static str {
+        self.info().name
+    }
+    pub fn risk(self) -> Risk {
+        self.info().risk
+    }
+    /// Whether `a` is worse than `b` for this metric.
+    pub fn is_worse(self, a: f64, b: f64) -> bool {
+        match self.risk() {
+            Risk::Higher => a > b,
+            Risk::Lower => a < b,
+            Risk::None => false,
+        }
+    }
+    /// The catalogue name closest to `name`, for "did you mean" hints.
+    pub fn nearest(name: &str) -> &'static str {
+        crate::suggest::nearest(name, CATALOGUE.iter().map(|m| m.name)).unwrap_or("cpu.usage_pct")
+    }
+}
+
+impl fmt::Display for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Metric {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        CATALOGUE
+            .iter()
+            .find(|m| m.name == s)
+            .map(|m| m.metric)
+            .ok_or_else(|| format!("unknown metric `{s}` — did you mean `{}`?", Metric::nearest(s)))
+    }
+}
+
+impl Serialize for Metric {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.name())
+    }
+}
+
+/// One measured value of one series.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct Reading {
+    pub metric: Metric,
+    pub instance: Arc<str>,
+    pub value: f64,
+}
+
+impl Reading {
+    pub fn new(metric: Metric, instance: impl Into<Arc<str>>, value: f64) -> Self {
+        Reading {
+            metric,
+            instance: instance.into(),
+            value,
+        }
+    }
+    pub fn host(metric: Metric, value: f64) -> Self {
+        Reading {
+            metric,
+            instance: empty_instance(),
+            value,
+        }
+    }
+}
+
+/// The shared empty instance string (one allocation for the whole program).
+pub fn empty_instance() -> Arc<str> {
+    static EMPTY: std::sync::OnceLock<Arc<str>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(|| Arc::from("")).clone()
+}
+
+/// Per-process detail for the host view and the JSON snapshot.
+#[derive(Clone, Debug, PartialEq, Serialize)]
+pub struct ProcessDetail {
+    /// The watched name this process matched.
+    pub watch: Arc<str>,
+    pub pid: u32,
+    pub name: String,
+    pub cpu_pct: f64,
+    pub mem_pct: f64,
+    pub rss_bytes: u64,
+    pub vms_bytes: u64,
+    pub shared_bytes: u64,
+    /// CPUs the process may run on (empty when unknown).
+    pub cpu_affinity: Vec<usize>,
+    pub cmdline: String,
+}
+
+/// Connection state of a host (the JSON `status` values of DESIGN.md).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostStatus {
+    Connecting,
+    Up,
+    Unreachable,
+    Timeout,
+    AuthFailed,
+    HostKeyMismatch,
+    Error,
+}
+
+impl HostStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            HostStatus::Connecting => "connecting",
+            HostStatus::Up => "up",
+            HostStatus::Unreachable => "unreachable",
+            HostStatus::Timeout => "timeout",
+            HostStatus::AuthFailed => "auth_failed",
+            HostStatus::HostKeyMismatch => "host_key_mismatch",
+            HostStatus::Error => "error",
+        }
+    }
+}
+
+impl fmt::Display for HostStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Which collector a sample came from: a host's values are the union of its sources, and a
+/// new sample replaces only the values of its own source.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Source {
+    /// The host's system metrics (local sysinfo or remote /proc over SSH).
+    System,
+    Ping,
+    /// Metrics read from an external source such as Prometheus.
+    External,
+}
+
+/// One complete measurement of one host by one source.
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub host: HostName,
+    pub source: Source,
+    pub readings: Vec<Reading>,
+    /// Watched processes (System source only).
+    pub processes: Vec<ProcessDetail>,
+}
+
+/// What collectors send to the engine.
+#[derive(Clone, Debug)]
+pub enum Update {
+    Sample(Sample),
+    /// The connection state of a host changed (or its error message did).
+    Status {
+        host: HostName,
+        status: HostStatus,
+        error: Option<String>,
+    },
+}
+
+/// Seconds since the Unix epoch as RFC 3339, the form every timestamp takes in JSON.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+/// Removes control characters (escape sequences, bells, newlines) from text that came from a
+/// remote host, so it can never drive the terminal or smuggle lines into logs and actions.
+pub fn sanitize(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn catalogue_is_indexed_by_variant() {
+        for (i, info) in CATALOGUE.iter().enumerate() {
+            assert_eq!(info.metric as usize, i, "{}", info.name);
+            assert_eq!(info.name.parse::<Metric>(), Ok(info.metric));
+        }
+    }
+
+    #[test]
+    fn unknown_metric_suggests_nearest() {
+        let err = "disk.usedpct".parse::<Metric>().unwrap_err();
+        assert!(err.contains("did you mean `disk.used_pct`"), "{err}");
+    }
+
+    #[test]
+    fn sanitize_strips_escapes() {
+        assert_eq!(sanitize("a\x1b[31mred\x07\n"), "a [31mred");
+    }
+}

@@ -1,0 +1,76 @@
+//! Wiring: starts the collectors and the engine task and hands front ends their channels.
+
+use std::sync::Arc;
+
+use tokio::sync::{broadcast, mpsc, watch};
+use tokio::task::JoinHandle;
+
+use crate::clock::{Clock, SystemClock};
+use crate::config::{Config, Via};
+use crate::engine::{self, Engine, EngineChannels};
+use crate::event::Event;
+use crate::model::{HostName, Update};
+use crate::snapshot::Snapshot;
+use crate::triggers::Command;
+
+/// A running engine and its collectors.
+pub struct Running {
+    pub config: Arc<Config>,
+    pub snapshots: watch::Receiver<Arc<Snapshot>>,
+    pub events: broadcast::Sender<Event>,
+    pub commands: mpsc::Sender<Command>,
+    /// Hosts whose connection a front end asked to re-open.
+    pub reconnect: broadcast::Sender<HostName>,
+    pub engine: JoinHandle<()>,
+    updates: mpsc::Sender<Update>,
+}
+
+impl Running {
+    /// A sender for extra update sources (tests, external collectors).
+    pub fn updates(&self) -> mpsc::Sender<Update> {
+        self.updates.clone()
+    }
+
+    /// Subscribe to events from now on.
+    pub fn subscribe(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+}
+
+/// Starts everything the config asks for. Must be called inside a tokio runtime.
+pub fn start(config: Arc<Config>) -> Running {
+    start_with_clock(config, Arc::new(SystemClock))
+}
+
+pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
+    // Room for a few rounds of every host, so a slow engine tick never blocks collectors.
+    let (updates_tx, updates_rx) = mpsc::channel(4 * config.hosts.len().max(64));
+    let (commands_tx, commands_rx) = mpsc::channel(64);
+    let (events_tx, _) = broadcast::channel(4096);
+    let (reconnect_tx, _) = broadcast::channel(64);
+    let engine = Engine::new(config.clone(), clock);
+    let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::empty(config.general.interval)));
+
+    for host in config.hosts.iter().filter(|h| h.via == Via::Local) {
+        crate::collectors::local::spawn(host, config.general.interval, updates_tx.clone());
+    }
+
+    let engine = tokio::spawn(engine::run(
+        engine,
+        EngineChannels {
+            updates: updates_rx,
+            commands: commands_rx,
+            snapshots: snap_tx,
+            events: events_tx.clone(),
+        },
+    ));
+    Running {
+        config,
+        snapshots: snap_rx,
+        events: events_tx,
+        commands: commands_tx,
+        reconnect: reconnect_tx,
+        engine,
+        updates: updates_tx,
+    }
+}

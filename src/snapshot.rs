@@ -1,0 +1,145 @@
+//! The immutable picture the engine publishes after each change; front ends only read it.
+
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+use serde::Serialize;
+use serde::ser::SerializeStruct;
+
+use crate::config::Via;
+use crate::model::{HostName, HostStatus, Metric, ProcessDetail, Reading, rfc3339};
+use crate::store::SharedHistory;
+use crate::triggers::TriggerView;
+
+/// One host as the front ends see it.
+#[derive(Debug, Clone)]
+pub struct HostView {
+    pub name: HostName,
+    pub group: Option<String>,
+    pub via: Via,
+    pub status: HostStatus,
+    /// The last error, already sanitized (why the host is not `up`).
+    pub error: Option<String>,
+    /// When the last system sample arrived (ping sample for ping-only hosts).
+    pub last_update: Option<SystemTime>,
+    /// How many samples of its primary source have arrived.
+    pub rounds: u64,
+    /// Current values: `host.up` first, then system metrics (with rates), then ping.
+    pub metrics: Vec<Reading>,
+    pub processes: Vec<ProcessDetail>,
+    pub history: SharedHistory,
+}
+
+impl HostView {
+    pub fn value(&self, metric: Metric, instance: &str) -> Option<f64> {
+        self.metrics
+            .iter()
+            .find(|r| r.metric == metric && &*r.instance == instance)
+            .map(|r| r.value)
+    }
+    /// Every value of a metric with its instance.
+    pub fn values(&self, metric: Metric) -> impl Iterator<Item = &Reading> {
+        self.metrics.iter().filter(move |r| r.metric == metric)
+    }
+    /// The worst value of a metric over its instances (e.g. the fullest disk).
+    pub fn worst(&self, metric: Metric) -> Option<&Reading> {
+        self.values(metric)
+            .fold(None, |best: Option<&Reading>, r| match best {
+                Some(b) if !metric.is_worse(r.value, b.value) => Some(b),
+                _ => Some(r),
+            })
+    }
+    /// Whether the data is older than three intervals (or there is none yet).
+    pub fn is_stale(&self, now: SystemTime, interval: Duration) -> bool {
+        match self.last_update {
+            None => true,
+            Some(t) => now.duration_since(t).unwrap_or_default() > interval * 3,
+        }
+    }
+    /// A short history of one series, oldest first (for sparklines and charts).
+    pub fn history(&self, metric: Metric, instance: &str, n: usize) -> Vec<f32> {
+        self.history
+            .read()
+            .map(|h| h.get(metric, instance).map(|r| r.last_n(n)).unwrap_or_default())
+            .unwrap_or_default()
+    }
+}
+
+/// The worst (host, instance) of one metric across the cluster.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct MaxRiskLine {
+    pub metric: Metric,
+    pub host: HostName,
+    pub instance: Arc<str>,
+    pub value: f64,
+}
+
+#[derive(Debug, Clone)]
+pub struct Snapshot {
+    pub taken_at: SystemTime,
+    /// Increases with every published snapshot.
+    pub seq: u64,
+    pub interval: Duration,
+    pub hosts: Vec<Arc<HostView>>,
+    pub max_risk: Vec<MaxRiskLine>,
+    pub triggers: Vec<TriggerView>,
+}
+
+impl Snapshot {
+    pub fn empty(interval: Duration) -> Self {
+        Snapshot {
+            taken_at: SystemTime::now(),
+            seq: 0,
+            interval,
+            hosts: Vec::new(),
+            max_risk: Vec::new(),
+            triggers: Vec::new(),
+        }
+    }
+    pub fn host(&self, name: &str) -> Option<&Arc<HostView>> {
+        self.hosts.iter().find(|h| &*h.name == name)
+    }
+    pub fn count_status(&self, status: HostStatus) -> usize {
+        self.hosts.iter().filter(|h| h.status == status).count()
+    }
+}
+
+/// The JSON contract of `lookout snapshot --json` (DESIGN.md, "Command line").
+impl Serialize for Snapshot {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut st = s.serialize_struct("Snapshot", 4)?;
+        st.serialize_field("taken_at", &rfc3339(self.taken_at))?;
+        let hosts: Vec<JsonHost> = self
+            .hosts
+            .iter()
+            .map(|h| JsonHost {
+                host: &h.name,
+                group: h.group.as_deref(),
+                via: h.via,
+                status: h.status,
+                error: h.error.as_deref(),
+                stale: h.is_stale(self.taken_at, self.interval),
+                last_update: h.last_update.map(rfc3339),
+                metrics: &h.metrics,
+                processes: &h.processes,
+            })
+            .collect();
+        st.serialize_field("hosts", &hosts)?;
+        st.serialize_field("max_risk", &self.max_risk)?;
+        st.serialize_field("triggers", &self.triggers)?;
+        st.end()
+    }
+}
+
+#[derive(Serialize)]
+struct JsonHost<'a> {
+    host: &'a str,
+    group: Option<&'a str>,
+    via: Via,
+    status: HostStatus,
+    error: Option<&'a str>,
+    stale: bool,
+    last_update: Option<String>,
+    metrics: &'a [Reading],
+    processes: &'a [ProcessDetail],
+}
