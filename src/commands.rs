@@ -150,7 +150,14 @@ pub fn print_table(snap: &Snapshot, out: &mut impl Write) -> std::io::Result<()>
     if !snap.triggers.is_empty() {
         writeln!(out, "\nTRIGGERS")?;
         for t in &snap.triggers {
-            writeln!(out, "  {:<24} {:<10} {} {}", t.name, t.state, t.host, t.instance)?;
+            writeln!(
+                out,
+                "  {:<24} {:<12} {} {}",
+                t.name,
+                format!("{:?}", t.state).to_lowercase(),
+                t.host,
+                t.instance
+            )?;
         }
     }
     Ok(())
