@@ -24,22 +24,34 @@ pub struct HostView {
     pub last_update: Option<SystemTime>,
     /// How many samples of its primary source have arrived.
     pub rounds: u64,
-    /// Current values: `host.up` first, then system metrics (with rates), then ping.
-    pub metrics: Vec<Reading>,
-    pub processes: Vec<ProcessDetail>,
+    /// `host.up` (derived from the status).
+    pub up: Reading,
+    /// Current values by source, shared with the engine (a new sample replaces only its own
+    /// source's slice, so publishing a view never copies readings).
+    pub system: Arc<[Reading]>,
+    pub ping: Arc<[Reading]>,
+    pub external: Arc<[Reading]>,
+    pub processes: Arc<[ProcessDetail]>,
     pub history: SharedHistory,
 }
 
 impl HostView {
+    /// Every current value: `host.up` first, then system metrics (with rates), then ping,
+    /// then external ones.
+    pub fn metrics(&self) -> impl Iterator<Item = &Reading> + Clone {
+        std::iter::once(&self.up)
+            .chain(self.system.iter())
+            .chain(self.ping.iter())
+            .chain(self.external.iter().filter(|r| r.metric != Metric::HostUp))
+    }
     pub fn value(&self, metric: Metric, instance: &str) -> Option<f64> {
-        self.metrics
-            .iter()
+        self.metrics()
             .find(|r| r.metric == metric && &*r.instance == instance)
             .map(|r| r.value)
     }
     /// Every value of a metric with its instance.
     pub fn values(&self, metric: Metric) -> impl Iterator<Item = &Reading> {
-        self.metrics.iter().filter(move |r| r.metric == metric)
+        self.metrics().filter(move |r| r.metric == metric)
     }
     /// The worst value of a metric over its instances (e.g. the fullest disk).
     pub fn worst(&self, metric: Metric) -> Option<&Reading> {
@@ -120,7 +132,7 @@ impl Serialize for Snapshot {
                 error: h.error.as_deref(),
                 stale: h.is_stale(self.taken_at, self.interval),
                 last_update: h.last_update.map(rfc3339),
-                metrics: &h.metrics,
+                metrics: Metrics(h),
                 processes: &h.processes,
             })
             .collect();
@@ -140,6 +152,15 @@ struct JsonHost<'a> {
     error: Option<&'a str>,
     stale: bool,
     last_update: Option<String>,
-    metrics: &'a [Reading],
+    metrics: Metrics<'a>,
     processes: &'a [ProcessDetail],
+}
+
+/// Serializes a host's readings as one JSON list without collecting them.
+struct Metrics<'a>(&'a HostView);
+
+impl Serialize for Metrics<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.metrics())
+    }
 }
