@@ -83,8 +83,8 @@ impl Checker<'_, '_> {
         match v.get_ref() {
             toml::Value::String(s) => match humantime::parse_duration(s.trim()) {
                 Ok(d) => Some(d),
-                Err(e) => {
-                    self.error(v.span(), format!("`{key}` must be {hint}, not {s:?} ({e})"));
+                Err(_) => {
+                    self.error(v.span(), format!("`{key}` must be {hint}, not {s:?}"));
                     None
                 }
             },
@@ -106,11 +106,11 @@ impl Checker<'_, '_> {
         words: &[&'w str],
     ) -> Option<&'w str> {
         let v = v.as_ref()?;
-        let expected = words
-            .iter()
-            .map(|w| format!("`{w}`"))
-            .collect::<Vec<_>>()
-            .join(" or ");
+        let quoted: Vec<String> = words.iter().map(|w| format!("`{w}`")).collect();
+        let expected = match quoted.split_last() {
+            Some((last, rest)) if !rest.is_empty() => format!("{} or {last}", rest.join(", ")),
+            _ => quoted.join(""),
+        };
         match v.get_ref() {
             toml::Value::String(s) => {
                 if let Some(w) = words.iter().find(|w| **w == s.as_str()) {
@@ -623,6 +623,30 @@ mod tests {
         assert!(glob_match("eth*0", "eth10"));
         assert!(!glob_match("eth*0", "eth1"));
         assert!(glob_match("httpd", "httpd"));
+    }
+
+    #[test]
+    fn argv_warnings_cover_env_shells_and_unknown_placeholders() {
+        let v = |a: &[&str]| argv_warnings(&a.iter().map(|s| s.to_string()).collect::<Vec<_>>());
+        assert_eq!(
+            v(&["/usr/bin/env", "LANG=C", "bash", "-ec", "echo {instance}"]).len(),
+            1
+        );
+        assert!(v(&["sh", "-c", "echo \"$LOOKOUT_HOST\"", "sh", "{host}"]).is_empty());
+        let w = v(&["notify-send", "{hots}", "{\"json\": 1}"]);
+        assert_eq!(
+            w,
+            ["unknown placeholder {hots} is passed as written — did you mean {host}?"]
+        );
+    }
+
+    #[test]
+    fn glob_edges() {
+        assert!(glob_match("a*a", "aa"));
+        assert!(!glob_match("a*a", "a"));
+        assert!(glob_match("*x*", "axb"));
+        assert!(!glob_match("httpd", "httpd2"));
+        assert!(glob_match("", ""));
     }
 
     #[test]
