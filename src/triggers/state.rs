@@ -432,6 +432,9 @@ impl TriggerSet {
             // Host indexes changed meaning: start the per-host lines afresh.
             st.by_host.clear();
             st.active_hosts.clear();
+            if let Some(l) = &mut st.single {
+                l.host = None;
+            }
         }
     }
 
