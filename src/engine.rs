@@ -328,3 +328,170 @@ pub async fn run(mut engine: Engine, mut ch: EngineChannels) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use crate::model::Sample;
+
+    fn engine(hosts: &[&str]) -> (Engine, Arc<FakeClock>) {
+        let toml = format!(
+            "[general]\ninterval = \"1s\"\nhistory = \"5s\"\n[[hosts]]\nnames = [{}]\nvia = \"ssh\"\n",
+            hosts
+                .iter()
+                .map(|h| format!("\"{h}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let config = crate::config::parse(&toml, "t.toml", None).expect("valid");
+        let clock = Arc::new(FakeClock::at_epoch());
+        (Engine::new(Arc::new(config), clock.clone()), clock)
+    }
+
+    fn sample(host: &str, readings: Vec<Reading>) -> Update {
+        Update::Sample(Sample {
+            host: Arc::from(host),
+            source: Source::System,
+            readings,
+            processes: Vec::new(),
+        })
+    }
+
+    fn up(e: &mut Engine, host: &str) {
+        e.apply(Update::Status {
+            host: Arc::from(host),
+            status: HostStatus::Up,
+            error: None,
+        });
+    }
+
+    fn line(e: &Engine, now: SystemTime, m: Metric) -> Option<(String, String, f64)> {
+        e.max_risk(now)
+            .into_iter()
+            .find(|l| l.metric == m)
+            .map(|l| (l.host.to_string(), l.instance.to_string(), l.value))
+    }
+
+    #[test]
+    fn max_risk_follows_the_risk_direction() {
+        let (mut e, clock) = engine(&["a", "b"]);
+        up(&mut e, "a");
+        up(&mut e, "b");
+        e.apply(sample(
+            "a",
+            vec![
+                Reading::new(Metric::DiskUsedPct, "/", 50.0),
+                Reading::new(Metric::DiskUsedPct, "/var", 91.0),
+                Reading::host(Metric::MemAvailable, 4e9),
+                Reading::new(Metric::ProcCount, "httpd", 3.0),
+            ],
+        ));
+        e.apply(sample(
+            "b",
+            vec![
+                Reading::new(Metric::DiskUsedPct, "/", 70.0),
+                Reading::host(Metric::MemAvailable, 1e9),
+                Reading::new(Metric::ProcCount, "httpd", 0.0),
+            ],
+        ));
+        let now = clock.now();
+        // higher is worse
+        assert_eq!(
+            line(&e, now, Metric::DiskUsedPct),
+            Some(("a".into(), "/var".into(), 91.0))
+        );
+        // lower is worse
+        assert_eq!(
+            line(&e, now, Metric::MemAvailable),
+            Some(("b".into(), String::new(), 1e9))
+        );
+        assert_eq!(
+            line(&e, now, Metric::ProcCount),
+            Some(("b".into(), "httpd".into(), 0.0))
+        );
+        // no line for a metric without risk
+        e.apply(sample("a", vec![Reading::host(Metric::MemTotal, 8e9)]));
+        assert_eq!(line(&e, now, Metric::MemTotal), None);
+    }
+
+    #[test]
+    fn ties_go_to_the_first_host() {
+        let (mut e, clock) = engine(&["a", "b", "c"]);
+        for h in ["c", "b", "a"] {
+            up(&mut e, h);
+            e.apply(sample(h, vec![Reading::host(Metric::CpuUsage, 50.0)]));
+        }
+        assert_eq!(
+            line(&e, clock.now(), Metric::CpuUsage).map(|l| l.0),
+            Some("a".into())
+        );
+    }
+
+    #[test]
+    fn down_and_stale_hosts_leave_the_max_risk_line() {
+        let (mut e, clock) = engine(&["a", "b"]);
+        up(&mut e, "a");
+        up(&mut e, "b");
+        e.apply(sample("a", vec![Reading::host(Metric::CpuUsage, 90.0)]));
+        e.apply(sample("b", vec![Reading::host(Metric::CpuUsage, 10.0)]));
+        e.apply(Update::Status {
+            host: Arc::from("a"),
+            status: HostStatus::Timeout,
+            error: Some("no answer in 5s\x1b[2J".into()),
+        });
+        let now = clock.now();
+        assert_eq!(line(&e, now, Metric::CpuUsage).map(|l| l.0), Some("b".into()));
+        assert_eq!(
+            line(&e, now, Metric::HostUp),
+            Some(("a".into(), String::new(), 0.0))
+        );
+        let snap = e.snapshot();
+        assert_eq!(
+            snap.host("a").and_then(|h| h.error.clone()).as_deref(),
+            Some("no answer in 5s [2J")
+        );
+        // b goes quiet for more than three intervals: stale, out of the line
+        clock.advance(Duration::from_secs(4));
+        assert_eq!(line(&e, clock.now(), Metric::CpuUsage), None);
+    }
+
+    #[test]
+    fn history_is_bounded_and_rates_are_derived() {
+        let (mut e, clock) = engine(&["a"]);
+        up(&mut e, "a");
+        for i in 0..10 {
+            e.apply(sample(
+                "a",
+                vec![
+                    Reading::host(Metric::CpuUsage, f64::from(i)),
+                    Reading::new(Metric::NetRxBytes, "eth0", f64::from(i) * 1000.0),
+                ],
+            ));
+            clock.advance(Duration::from_secs(1));
+        }
+        let snap = e.snapshot();
+        let h = snap.host("a").expect("host");
+        // history = 5s / 1s interval = 5 samples
+        assert_eq!(h.history(Metric::CpuUsage, "", 100), [5.0, 6.0, 7.0, 8.0, 9.0]);
+        assert_eq!(h.value(Metric::NetRxBps, "eth0"), Some(1000.0));
+        assert_eq!(h.rounds, 10);
+    }
+
+    #[test]
+    fn snapshots_are_rebuilt_only_on_change() {
+        let (mut e, _clock) = engine(&["a"]);
+        let s1 = e.snapshot();
+        let s2 = e.snapshot();
+        assert!(Arc::ptr_eq(&s1, &s2));
+        up(&mut e, "a");
+        let s3 = e.snapshot();
+        assert_eq!(s3.seq, s1.seq + 1);
+        assert_eq!(s3.hosts[0].status, HostStatus::Up);
+        assert_eq!(
+            s1.hosts[0].status,
+            HostStatus::Connecting,
+            "old snapshots are immutable"
+        );
+    }
+}
