@@ -17,7 +17,8 @@ const HOSTS: usize = 1000;
 
 /// A cheap deterministic pseudo-random value in [0, 1).
 fn noise(a: usize, b: usize) -> f64 {
-    let mut x = (a as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (b as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
+    let mut x =
+        (a as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ (b as u64).wrapping_mul(0xC2B2_AE3D_27D4_EB4F);
     x ^= x >> 29;
     x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x ^= x >> 32;
@@ -27,13 +28,19 @@ fn noise(a: usize, b: usize) -> f64 {
 fn host(i: usize, now: SystemTime) -> Arc<HostView> {
     let mut m = Vec::with_capacity(60);
     let pct = |k: usize| 100.0 * noise(i, k);
-    m.push(Reading::host(Metric::HostUp, if noise(i, 999) < 0.01 { 0.0 } else { 1.0 }));
+    m.push(Reading::host(
+        Metric::HostUp,
+        if noise(i, 999) < 0.01 { 0.0 } else { 1.0 },
+    ));
     m.push(Reading::host(Metric::CpuUsage, pct(1)));
     for c in 0..8 {
         m.push(Reading::new(Metric::CpuCoreUsage, c.to_string(), pct(10 + c)));
     }
     m.push(Reading::host(Metric::CpuIowait, pct(2) / 10.0));
-    for (k, metric) in [Metric::Load1, Metric::Load5, Metric::Load15, Metric::LoadPerCore].into_iter().enumerate() {
+    for (k, metric) in [Metric::Load1, Metric::Load5, Metric::Load15, Metric::LoadPerCore]
+        .into_iter()
+        .enumerate()
+    {
         m.push(Reading::host(metric, 3.0 * noise(i, 20 + k)));
     }
     m.push(Reading::host(Metric::MemTotal, 64e9));
@@ -44,7 +51,11 @@ fn host(i: usize, now: SystemTime) -> Arc<HostView> {
     for (k, mount) in ["/", "/var", "/home", "/data"].into_iter().enumerate() {
         m.push(Reading::new(Metric::DiskTotal, mount, 1e12));
         m.push(Reading::new(Metric::DiskUsed, mount, 1e12 * noise(i, 40 + k)));
-        m.push(Reading::new(Metric::DiskFree, mount, 1e12 * (1.0 - noise(i, 40 + k))));
+        m.push(Reading::new(
+            Metric::DiskFree,
+            mount,
+            1e12 * (1.0 - noise(i, 40 + k)),
+        ));
         m.push(Reading::new(Metric::DiskUsedPct, mount, pct(40 + k)));
     }
     for (k, nic) in ["eth0", "eth1"].into_iter().enumerate() {
@@ -69,11 +80,15 @@ fn host(i: usize, now: SystemTime) -> Arc<HostView> {
     m.push(Reading::host(Metric::PingRtt, 10.0 * noise(i, 80)));
     m.push(Reading::host(Metric::PingJitter, noise(i, 81)));
     m.push(Reading::host(Metric::PingLoss, pct(82) / 10.0));
-    m.push(Reading::new(Metric::ProcCount, "httpd", (8.0 * noise(i, 90)).floor()));
+    m.push(Reading::new(
+        Metric::ProcCount,
+        "httpd",
+        (8.0 * noise(i, 90)).floor(),
+    ));
     assert_eq!(m.len(), 60);
     Arc::new(HostView {
         name: HostName::from(format!("host{i:04}")),
-        group: Some(if i % 2 == 0 { "web" } else { "db" }.to_string()),
+        group: Some(if i.is_multiple_of(2) { "web" } else { "db" }.to_string()),
         via: Via::Ssh,
         status: HostStatus::Up,
         error: None,

@@ -994,12 +994,10 @@ fn step(ctx: &Ctx, line: &mut Line, events: &mut Vec<TriggerEvent>) -> bool {
             events.push(ctx.event(line, before, Reason::Dip, false, None));
             return true;
         }
-        (Phase::Pending, Some(_)) => {
-            if line.fires_at.is_some_and(|t| t <= now) {
-                line.phase_since = now;
-                fire(ctx, line, before, Reason::Held, events);
-                return true;
-            }
+        (Phase::Pending, Some(_)) if line.fires_at.is_some_and(|t| t <= now) => {
+            line.phase_since = now;
+            fire(ctx, line, before, Reason::Held, events);
+            return true;
         }
         (Phase::Firing, Some(o)) if o.cleared => {
             let notify = line.episode_notified && !line.silenced(now) && ctx.run_on_resolve.is_some();
