@@ -422,3 +422,24 @@ impl ActionRunner {
         self.idle().await;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expansion_is_one_pass_and_keeps_unknown_words() {
+        let values = vec![
+            ("host", "{instance}".to_string()),
+            ("instance", "/var".to_string()),
+        ];
+        assert_eq!(expand("{host}:{instance}", &values), "{instance}:/var");
+        assert_eq!(expand("{hots} {\"a\": 1} {", &values), "{hots} {\"a\": 1} {");
+        assert_eq!(expand("x{instance}y{instance}", &values), "x/vary/var");
+    }
+
+    #[test]
+    fn output_keeps_lines_and_drops_escapes() {
+        assert_eq!(clean_output(b"a\x1b[31m\tb\n\x07"), "a [31m\tb\n ");
+    }
+}

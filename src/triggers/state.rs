@@ -1055,3 +1055,17 @@ fn fire(ctx: &Ctx, line: &mut Line, before: TriggerState, reason: Reason, events
     }
     events.push(ctx.event(line, before, reason, notify, note));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::format_value;
+
+    #[test]
+    fn values_have_at_most_two_decimals() {
+        assert_eq!(format_value(90.0), "90");
+        assert_eq!(format_value(97.25), "97.25");
+        assert_eq!(format_value(1.0 / 3.0), "0.33");
+        assert_eq!(format_value(2.5), "2.5");
+        assert_eq!(format_value(64e9), "64000000000");
+    }
+}
