@@ -368,3 +368,16 @@ run = ["sh", "-c", "cd \"$1\" && echo \"$LOOKOUT_INSTANCE\" > seen && printf '%s
         );
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_runner_starts_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let marker = dir.path().join("ran");
+    let (r, mut rx) = runner(Duration::from_secs(10), 2);
+    r.close();
+    r.dispatch(&firing(&["touch", marker.to_str().expect("utf-8")], "alpha", ""));
+    let a = next_action(&mut rx, Duration::from_secs(5)).await;
+    assert_eq!(a.result, ActionResult::NotStarted);
+    assert_eq!(a.error.as_deref(), Some("lookout is stopping"));
+    assert!(!marker.exists());
+}

@@ -415,10 +415,16 @@ impl ActionRunner {
         let _ = rx.wait_for(|n| *n == 0).await;
     }
 
+    /// Stops starting actions from now on: queued and later ones are reported as not
+    /// started (e.g. for a one-shot `lookout snapshot`, which should notify nobody).
+    pub fn close(&self) {
+        self.inner.permits.close();
+    }
+
     /// Stops starting actions (queued ones are reported as not started) and waits for the
     /// running ones, each bounded by its timeout.
     pub async fn shutdown(&self) {
-        self.inner.permits.close();
+        self.close();
         self.idle().await;
     }
 }
