@@ -114,10 +114,11 @@ pub fn print_table(snap: &Snapshot, out: &mut impl Write) -> std::io::Result<()>
         let num = |m: Metric, f: &dyn Fn(f64) -> String| h.worst(m).map_or("-".to_string(), |r| f(r.value));
         let sum = |m: Metric| {
             let mut it = h.values(m).peekable();
-            it.peek()
-                .is_some()
-                .then(|| format!("{}/s", format::bytes(it.map(|r| r.value).sum())))
-                .unwrap_or_else(|| "-".into())
+            if it.peek().is_some() {
+                format!("{}/s", format::bytes(it.map(|r| r.value).sum()))
+            } else {
+                "-".into()
+            }
         };
         writeln!(
             out,
