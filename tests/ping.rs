@@ -375,3 +375,39 @@ fn probe_role() {
         );
     }
 }
+
+/// The runtime wiring end to end: `lookout snapshot --json` over ping-only hosts.
+#[test]
+fn snapshot_shows_ping_only_hosts_up_with_ping_metrics() {
+    if skip_unless_root("snapshot_shows_ping_only_hosts_up_with_ping_metrics") {
+        return;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        "[general]\ninterval = \"200ms\"\n[ping]\nwindow = 5\n[[hosts]]\nnames = [\"127.0.0.1\", \"::1\"]\nvia = \"ping\"\n",
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["snapshot", "--rounds", "3", "--json", "--config"])
+        .arg(&config)
+        .output()
+        .expect("run lookout");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let snap: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let hosts = snap["hosts"].as_array().expect("hosts");
+    assert_eq!(hosts.len(), 2, "{snap}");
+    for h in hosts {
+        assert_eq!(h["status"], "up", "{h}");
+        let value = |name: &str| {
+            h["metrics"]
+                .as_array()
+                .and_then(|ms| ms.iter().find(|m| m["metric"] == name))
+                .and_then(|m| m["value"].as_f64())
+        };
+        assert_eq!(value("ping.loss_pct"), Some(0.0), "{h}");
+        assert!(value("ping.rtt_ms").is_some_and(|v| v < 5.0), "{h}");
+        assert_eq!(value("host.up"), Some(1.0), "{h}");
+    }
+}
