@@ -246,12 +246,14 @@ async fn namespace_with_delay_and_loss_is_measured_within_tolerance() {
          loss {loss:.1}% over {PROBES} probes in {:.1}s",
         started.elapsed().as_secs_f64()
     );
-    // Delay: the holder releases a packet 0-1 ms late, and scheduling adds a little.
+    // Delay: the holder releases a packet 0-1 ms late; on an idle machine the mean is
+    // 50-52 ms and jitter < 1 ms, while parallel builds on the 2 shared cores pushed them to
+    // ~55 ms and ~5 ms, hence the margins.
     assert!(
-        (DELAY_MS..DELAY_MS + 10.0).contains(&rtt),
+        (DELAY_MS..DELAY_MS + 15.0).contains(&rtt),
         "rtt {rtt} ms for {DELAY_MS} ms set"
     );
-    assert!(jitter < 5.0, "jitter {jitter} ms");
+    assert!(jitter < 10.0, "jitter {jitter} ms");
     // Loss: binomial, 300 probes at 30% has a standard deviation of 2.6 points; ±10 is ~3.8σ.
     assert!(
         (LOSS_PCT - 10.0..=LOSS_PCT + 10.0).contains(&loss),
