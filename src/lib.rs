@@ -16,3 +16,4 @@ pub mod snapshot;
 pub mod store;
 pub mod suggest;
 pub mod triggers;
+pub mod ui;
