@@ -52,7 +52,7 @@ pub fn render(area: Rect, buf: &mut Buffer, app: &mut App) {
     };
     let disks = h.values(Metric::DiskUsedPct).count() as u16;
     let ifaces = interfaces(&h).len() as u16;
-    let top_h = (cores.len() as u16 + 2).clamp(8, 12);
+    let top_h = (cores.len() as u16 + 3).clamp(11, 14);
     let mid_h = (disks.max(ifaces) + 3).clamp(4, 9);
     let [head, top, mid, procs] = Layout::vertical([
         Constraint::Length(2),

@@ -412,7 +412,7 @@ mod tests {
     use super::*;
 
     fn keymap(text: &str) -> Result<Keymap, Vec<String>> {
-        let config = crate::config::parse(text, "k.toml", None).expect("config parses");
+        let config = crate::config::parse(text, "k.toml", Some("k.toml".into())).expect("config parses");
         Keymap::from_config(&config).map_err(|e| e.0.iter().map(ToString::to_string).collect())
     }
 
@@ -450,7 +450,11 @@ mod tests {
         assert_eq!(Key::parse("shift-tab").map(|k| k.code), Ok(KeyCodeOrd::BackTab));
         assert_eq!(Key::parse("F5").map(|k| k.code), Ok(KeyCodeOrd::F(5)));
         assert_eq!(Key::parse("-").map(|k| k.code), Ok(KeyCodeOrd::Char('-')));
-        assert!(Key::parse("entr").expect_err("an error").contains("did you mean `enter`"));
+        assert!(
+            Key::parse("entr")
+                .expect_err("an error")
+                .contains("did you mean `enter`")
+        );
     }
 
     #[test]
@@ -486,7 +490,7 @@ mod tests {
             errs,
             vec![
                 "k.toml:2:1: unknown action `qiut` in [keys] — did you mean `quit`?",
-                "k.toml:3:15: in [keys] help: cannot read the key `entr` — did you mean `enter`?",
+                "k.toml:3:14: in [keys] help: cannot read the key `entr` — did you mean `enter`?",
                 "k.toml:4:7: key `h` is bound to both `help` and `log` in [keys]",
                 "k.toml:5:9: key `a` for `pause` is already bound to `acknowledge` by default; rebind `acknowledge` in [keys] too",
             ]

@@ -33,11 +33,20 @@ pub fn render_status(area: Rect, buf: &mut Buffer, app: &App) {
         .filter(|x| x.state == TriggerState::Pending)
         .count();
 
-    let mut spans = vec![Span::styled(" lookout  ", t.status_bar.patch(t.title))];
+    // Below 100 columns the line drops the name and shortens its words to fit 80.
+    let compact = area.width < 100;
+    let gap = if compact { "  " } else { "   " };
+    let mut spans = Vec::new();
+    if compact {
+        spans.push(Span::styled(" ", t.status_bar));
+    } else {
+        spans.push(Span::styled(" lookout  ", t.status_bar.patch(t.title)));
+    }
     let plural = if total == 1 { "" } else { "s" };
     let mut hosts = format!("{total} host{plural}: {up} up");
     if connecting > 0 {
-        let _ = write!(hosts, ", {connecting} connecting");
+        let word = if compact { "conn" } else { "connecting" };
+        let _ = write!(hosts, ", {connecting} {word}");
     }
     spans.push(Span::styled(hosts, t.status_bar));
     if down > 0 {
@@ -47,7 +56,7 @@ pub fn render_status(area: Rect, buf: &mut Buffer, app: &App) {
             t.status_bar.patch(t.critical),
         ));
     }
-    spans.push(Span::styled("   ", t.status_bar));
+    spans.push(Span::styled(gap, t.status_bar));
     let fstyle = if firing > 0 {
         t.status_bar.patch(t.critical)
     } else {
@@ -60,16 +69,18 @@ pub fn render_status(area: Rect, buf: &mut Buffer, app: &App) {
         t.status_bar
     };
     spans.push(Span::styled(", ", t.status_bar));
-    spans.push(Span::styled(format!("{pending} pending"), pstyle));
-    spans.push(Span::styled("   ", t.status_bar));
+    let pword = if compact { "pend" } else { "pending" };
+    spans.push(Span::styled(format!("{pending} {pword}"), pstyle));
+    spans.push(Span::styled(gap, t.status_bar));
     let newest = snap.hosts.iter().filter_map(|h| h.last_update).max();
+    let old = if compact { "" } else { " old" };
     let age = match newest {
         Some(at) => {
             let s = app.now.duration_since(at).unwrap_or_default().as_secs_f64();
             if s < 10.0 {
-                format!("data {s:.1}s old")
+                format!("data {s:.1}s{old}")
             } else {
-                format!("data {} old", format::duration_secs(s))
+                format!("data {}{old}", format::duration_secs(s))
             }
         }
         None => "no data yet".to_string(),
@@ -85,7 +96,7 @@ pub fn render_status(area: Rect, buf: &mut Buffer, app: &App) {
     ));
     spans.push(Span::styled(
         format!(
-            "   self {:.1}% {}",
+            "{gap}self {:.1}% {}",
             app.usage.cpu_pct,
             format::bytes(app.usage.rss_bytes as f64)
         ),
@@ -171,14 +182,20 @@ pub fn render_hint(area: Rect, buf: &mut Buffer, app: &App) {
             ]
         }
     };
+    // When the line is too narrow, hints go from the end of the middle: the first three
+    // (how to move and open) and the last two (help, quit) stay.
+    let mut pairs: Vec<(String, &str)> = pairs.into_iter().filter(|(k, _)| !k.is_empty()).collect();
+    let width = |p: &[(String, &str)]| {
+        1 + p
+            .iter()
+            .map(|(k, w)| Span::raw(k.as_str()).width() + w.len() + 3)
+            .sum::<usize>()
+    };
+    while width(&pairs) > area.width as usize && pairs.len() > 5 {
+        pairs.remove(pairs.len() - 3);
+    }
     let mut spans = vec![Span::raw(" ")];
-    let mut used = 1usize;
-    for (key, what) in pairs.iter().filter(|(k, _)| !k.is_empty()) {
-        let w = Span::raw(key.as_str()).width() + what.len() + 3;
-        if used + w > area.width as usize {
-            break;
-        }
-        used += w;
+    for (key, what) in &pairs {
         spans.push(Span::styled(key.clone(), t.hint_key));
         spans.push(Span::styled(format!(" {what}  "), t.hint));
     }
