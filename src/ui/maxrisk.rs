@@ -47,11 +47,19 @@ pub fn render(area: Rect, buf: &mut Buffer, app: &mut App) {
     let end = (app.risk_offset + rows).min(lines.len());
     let w = inner.width - 1;
     // metric | value | host | instance | bar
-    let (mw, vw) = (19u16, 9u16);
+    let (mw, vw) = if w < 60 { (15u16, 7u16) } else { (19, 9) };
     let rest = w.saturating_sub(mw + vw + 3);
-    let hw = (rest * 2 / 5).clamp(6, 16);
-    let iw = (rest.saturating_sub(hw + 1) / 2).min(12);
-    let bw = rest.saturating_sub(hw + iw + 2);
+    // Narrow panels drop the bar before they cut host names.
+    let (hw, iw, bw) = if rest >= 36 {
+        let hw = (rest * 2 / 5).clamp(8, 16);
+        let iw = (rest.saturating_sub(hw + 1) / 2).min(12);
+        (hw, iw, rest.saturating_sub(hw + iw + 2))
+    } else if rest >= 20 {
+        let iw = (rest / 3).min(8);
+        (rest.saturating_sub(iw + 1), iw, 0)
+    } else {
+        (rest, 0, 0)
+    };
     for (row, i) in (app.risk_offset..end).enumerate() {
         let l = &lines[i];
         let y = inner.y + row as u16;

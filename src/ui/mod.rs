@@ -109,10 +109,14 @@ struct TerminalGuard;
 
 impl TerminalGuard {
     fn enter() -> anyhow::Result<Self> {
-        // A panic anywhere must not leave the user's terminal in raw mode.
+        // A panic of the dashboard must not leave the user's terminal in raw mode. Panics on
+        // other threads (a collector task) become host errors and leave the screen alone.
+        let ui_thread = std::thread::current().id();
         let previous = std::panic::take_hook();
         std::panic::set_hook(Box::new(move |info| {
-            restore_terminal();
+            if std::thread::current().id() == ui_thread {
+                restore_terminal();
+            }
             previous(info);
         }));
         enable_raw_mode().context("cannot switch the terminal to raw mode")?;
