@@ -238,20 +238,34 @@ fn a_person_at_the_keyboard() {
     assert_restored(&t);
 }
 
-#[test]
-fn sigterm_restores_the_terminal() {
+fn signal_restores_the_terminal(signal: &str) {
     let t = Tmux::start(CONFIG);
     t.wait_for("the dashboard", Duration::from_secs(20), |s| {
         s.contains("Hosts (2)")
     });
     let pid = t.lookout_pid();
     let ok = Command::new("kill")
-        .arg("-TERM")
+        .arg(format!("-{signal}"))
         .arg(pid.to_string())
         .status()
         .expect("kill");
     assert!(ok.success());
     assert_restored(&t);
+}
+
+#[test]
+fn sigterm_restores_the_terminal() {
+    signal_restores_the_terminal("TERM");
+}
+
+#[test]
+fn sighup_restores_the_terminal() {
+    signal_restores_the_terminal("HUP");
+}
+
+#[test]
+fn sigint_restores_the_terminal() {
+    signal_restores_the_terminal("INT");
 }
 
 #[test]
