@@ -77,6 +77,13 @@ pub async fn run(config: Arc<Config>, theme: Option<&str>) -> anyhow::Result<()>
     let (theme, keymap) = prepare(&config, theme)?;
     check_terminal()?;
     log::init();
+    ::log::info!(
+        target: "lookout",
+        "watching {} hosts with {} triggers{}",
+        config.hosts.len(),
+        config.triggers.len(),
+        config.path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default()
+    );
     let running = crate::runtime::start(config.clone());
     let feeds = Feeds::from_running(&running);
     run_with(&config, theme, keymap, feeds).await
@@ -194,7 +201,11 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
                 }
                 Err(broadcast::error::RecvError::Closed) => events_open = false,
             },
-            () = log::notify().notified() => dirty |= app.show_log,
+            () = log::notify().notified() => {
+                // Keep tui-logger's small hot buffer drained even while the panel is hidden.
+                tui_logger::move_events();
+                dirty |= app.show_log;
+            }
             _ = flash.tick(), if flashing => {
                 app.toggle_flash();
                 dirty = true;
