@@ -16,6 +16,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Key bindings and the theme are the dashboard's to validate; `check` reports them too.
+    if let Err(e) = lookout::ui::prepare(&config, cli.theme.as_deref()) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
     if let Some(Command::Check) = cli.command {
         print!("{}", commands::check_report(&config));
         return ExitCode::SUCCESS;
@@ -50,9 +55,11 @@ fn main() -> ExitCode {
                 lookout::headless::run(config, duration, std::io::stdout()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Some(Command::Check) | None => {
-                anyhow::bail!("the dashboard arrives with the UI work; use `lookout snapshot` meanwhile")
+            None => {
+                lookout::ui::run(config, cli.theme.as_deref()).await?;
+                Ok(ExitCode::SUCCESS)
             }
+            Some(Command::Check) => Ok(ExitCode::SUCCESS),
         }
     });
     // Collector threads block in sysinfo; do not wait for them.
