@@ -54,6 +54,7 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     for host in config.hosts.iter().filter(|h| h.via == Via::Local) {
         crate::collectors::local::spawn(host, config.general.interval, updates_tx.clone());
     }
+    crate::collectors::ssh::spawn_all(&config, &updates_tx, &reconnect_tx);
 
     let engine = tokio::spawn(engine::run(
         engine,

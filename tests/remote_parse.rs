@@ -239,7 +239,7 @@ fn garbage_and_truncation_give_errors_not_panics() {
         "@@lookout 1 1 100 4096\n==> /proc/stat <==\nintr 1 2 3\n@@end\n",
         &Watch::default(),
     )
-    .unwrap_err();
+    .expect_err("no cpu line");
     assert_eq!(
         e.to_string(),
         "the host's sample has no cpu line in /proc/stat (is it Linux?)"
@@ -272,11 +272,12 @@ fn sample_of_this_machine_matches_the_script() {
         .stdin
         .take()
         .expect("stdin")
-        .write_all(b"\n")
+        .write_all(b"42\n")
         .expect("write");
     let out = child.wait_with_output().expect("output");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(text.ends_with("@@end\n"), "{text}");
+    assert!(text.ends_with("\n@@end 42\n"), "{text}");
+    assert!(text.starts_with("@@lookout 1 "), "{text}");
     let w = watch(&["sh"]);
     let parsed = remote::parse(&text, &w).expect("parses");
     assert!(value(&parsed.readings, Metric::DiskUsedPct, "/").is_some());

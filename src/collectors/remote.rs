@@ -4,7 +4,8 @@
 //! # The remote command
 //!
 //! [`command`] is one POSIX `sh` script started once per SSH session. It reads a line on
-//! stdin and answers each line with one *sample*; it exits at end of input. The collector
+//! stdin (a request id: digits) and answers each line with one *sample* tagged with that id;
+//! it exits at end of input. The collector
 //! either keeps it running and writes a newline every interval (streaming, the default), or
 //! starts it per poll with a single newline followed by EOF (exec per poll); both modes see
 //! exactly the same output. Everything printed on stderr is discarded.
@@ -12,7 +13,7 @@
 //! # The sample format (a contract: the fleet simulator emulates it)
 //!
 //! ```text
-//! @@lookout 1 <shell pid> <CLK_TCK> <PAGESIZE>
+//! @@lookout 1 <shell pid> <CLK_TCK> <PAGESIZE> <request id>
 //! ==> /proc/stat <==
 //! ...the file...
 //!
@@ -26,13 +27,15 @@
 //! ...                            then of every /proc/<pid>/statm,
 //! ==> /proc/<pid>/cmdline <==    then every /proc/<pid>/cmdline, NUL-separated)
 //! ...
-//! @@end
+//! @@end <request id>
 //! ```
 //!
 //! The `==> FILE <==` headers are those POSIX `head` prints for several files (each header
 //! after the first is preceded by an empty line), so one `head` process reads all the /proc
 //! files of a sample. Section order does not matter to the parser, unknown sections are
-//! ignored, and empty lines are insignificant. `@@end` alone on a line ends a sample.
+//! ignored, and empty lines are insignificant. A line `@@end <request id>` ends a sample: the
+//! reader waits for the id it asked for, so output that merely looks like an end marker (a
+//! process command line holding `@@end`) cannot shift later samples.
 //! `<shell pid>` lets the parser leave the script's own processes (the shell and its
 //! children) out of the watched processes, as the local collector leaves itself out.
 //!
@@ -69,12 +72,12 @@ pub fn script(watch_processes: bool) -> String {
     };
     format!(
         "exec 2>/dev/null; t=$(getconf CLK_TCK); p=$(getconf PAGESIZE); \
-         while read -r _; do \
-         echo \"@@lookout {FORMAT_VERSION} $$ ${{t:-100}} ${{p:-4096}}\"; \
+         while read -r n; do \
+         echo \"@@lookout {FORMAT_VERSION} $$ ${{t:-100}} ${{p:-4096}} $n\"; \
          head -n 100000 {FILES}; echo; \
          echo @@df; df -P -k; \
          {procs}\
-         echo {END_MARKER}; \
+         echo \"{END_MARKER} $n\"; \
          done"
     )
 }
@@ -670,14 +673,14 @@ mod tests {
 
     #[test]
     fn not_a_sample() {
-        let e = parse("fish: Unknown command\x1b[31m\n", &Watch::default()).unwrap_err();
+        let e = parse("fish: Unknown command\x1b[31m\n", &Watch::default()).expect_err("an error");
         assert!(
             matches!(e, ParseError::NotASample(ref s) if !s.contains('\x1b')),
             "{e:?}"
         );
-        let e = parse("@@lookout 9 1 100 4096\n", &Watch::default()).unwrap_err();
+        let e = parse("@@lookout 9 1 100 4096\n", &Watch::default()).expect_err("an error");
         assert_eq!(e, ParseError::Version("9".into()));
-        let e = parse("@@lookout 1 1 100 4096\n@@end\n", &Watch::default()).unwrap_err();
+        let e = parse("@@lookout 1 1 100 4096\n@@end\n", &Watch::default()).expect_err("an error");
         assert_eq!(e, ParseError::Missing("/proc/stat"));
     }
 }
