@@ -312,3 +312,32 @@ async fn hung_host_times_out_while_others_keep_updating() {
     assert_eq!(host(&snap, "fine").status, HostStatus::Up);
     hung.resume();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn endless_or_foreign_output_is_an_error_not_a_crash() {
+    if !can_run() {
+        return;
+    }
+    let s = setup();
+    // one host answers with endless output, one with a login banner instead of a sample
+    let flood = Sshd::start_with(&[public_key(&s.key)], "ForceCommand yes lookout-flood");
+    let chatty = Sshd::start_with(
+        &[public_key(&s.key)],
+        "ForceCommand read n; echo Welcome; echo \"@@end $n\"; sleep 60",
+    );
+    s.trust(&[&flood, &chatty]);
+    s.alias(&[("flood", &flood), ("chatty", &chatty)]);
+    let text = s
+        .config("strict", &["flood", "chatty"])
+        .replace("[ssh]\n", "[ssh]\nmax_output = 65536\n");
+    let running = lookout::runtime::start(parse_config(&text));
+    let mut rx = running.snapshots.clone();
+    let snap = wait_for(&mut rx, Duration::from_secs(10), "both errors", |s| {
+        status_is(s, "flood", HostStatus::Error) && status_is(s, "chatty", HostStatus::Error)
+    })
+    .await;
+    let e = host(&snap, "flood").error.clone().expect("error");
+    assert!(e.contains("more than 65536 bytes"), "{e}");
+    let e = host(&snap, "chatty").error.clone().expect("error");
+    assert!(e.contains("not a lookout sample"), "{e}");
+}

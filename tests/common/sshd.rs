@@ -125,6 +125,7 @@ pub struct Sshd {
     pub host_key: PathBuf,
     pub authorized_keys: PathBuf,
     pub log: PathBuf,
+    extra: String,
     pid: Option<u32>,
 }
 
@@ -134,7 +135,16 @@ impl Sshd {
         Self::start_at("127.0.0.1", free_port(), None, authorized)
     }
 
+    /// Starts sshd on 127.0.0.1 with extra sshd_config lines (e.g. a ForceCommand).
+    pub fn start_with(authorized: &[String], extra: &str) -> Sshd {
+        Self::start_full("127.0.0.1", free_port(), None, authorized, extra)
+    }
+
     pub fn start_at(addr: &str, port: u16, netns: Option<&str>, authorized: &[String]) -> Sshd {
+        Self::start_full(addr, port, netns, authorized, "")
+    }
+
+    fn start_full(addr: &str, port: u16, netns: Option<&str>, authorized: &[String], extra: &str) -> Sshd {
         let dir = tempfile::tempdir().expect("tempdir");
         let host_key = keygen(dir.path(), "host_ed25519", "");
         let authorized_keys = dir.path().join("authorized_keys");
@@ -147,6 +157,7 @@ impl Sshd {
             host_key,
             authorized_keys,
             dir,
+            extra: extra.to_string(),
             pid: None,
         };
         sshd.launch();
@@ -164,11 +175,12 @@ impl Sshd {
             "Port {port}\nListenAddress {addr}\nHostKey {hk}\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {ak}\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
              PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nMaxStartups 100:30:200\n\
-             MaxSessions 100\nSetEnv SHLVL=5\nLogLevel VERBOSE\nAllowTcpForwarding yes\n",
+             MaxSessions 100\nSetEnv SHLVL=5\nLogLevel VERBOSE\nAllowTcpForwarding yes\n{extra}\n",
             port = self.port,
             addr = self.addr,
             hk = self.host_key.display(),
             ak = self.authorized_keys.display(),
+            extra = self.extra,
         );
         std::fs::write(self.config_path(), conf).expect("sshd_config");
         let pidfile = self.dir.path().join("sshd.pid");
