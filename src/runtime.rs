@@ -86,6 +86,7 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     );
     tokio::spawn(actions.clone().serve(events_tx.subscribe()));
     let first_events = Some(events_tx.subscribe());
+    crate::collectors::ssh::spawn_all(&config, &updates_tx, &reconnect_tx);
 
     let engine = tokio::spawn(engine::run(
         engine,

@@ -4,6 +4,8 @@
 pub mod local;
 pub mod ping;
 pub mod procfs;
+pub mod remote;
+pub mod ssh;
 
 /// Whether a process is one of a watched name: its name is the watched name, or its
 /// `argv[0]` is (by basename, or as a daemon title such as `sshd: alice`), or — for a watched
