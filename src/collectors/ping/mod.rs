@@ -38,11 +38,14 @@ const RESOLVE_REFRESH: Duration = Duration::from_secs(300);
 /// Longest wait between attempts to resolve a name that failed.
 const RESOLVE_BACKOFF_MAX: Duration = Duration::from_secs(60);
 
-/// The name or address pinged for `host`: the host name as configured, resolved through
-/// DNS and /etc/hosts. This is the one place to substitute another address (for example
-/// the ssh config's `HostName` once the SSH collector resolves it).
-pub fn ping_address(host: &HostConfig) -> String {
-    host.name.to_string()
+/// The name or address pinged for `host`: for an ssh host the address its OpenSSH config
+/// gives (`HostName`, without user and port), else the host name as configured; either is
+/// resolved through DNS and /etc/hosts.
+pub fn ping_address(host: &HostConfig, ssh: Option<&crate::collectors::ssh::target::Resolver>) -> String {
+    match (host.via, ssh) {
+        (Via::Ssh, Some(resolver)) => resolver.endpoint(&host.name).host,
+        _ => host.name.to_string(),
+    }
 }
 
 /// One host to ping.
@@ -58,13 +61,17 @@ pub struct PingTarget {
 
 /// The targets for every host with `ping = true` (ping-only hosts always have it).
 pub fn targets(config: &Config) -> Vec<PingTarget> {
+    let needs_ssh_config = config.hosts.iter().any(|h| h.ping && h.via == Via::Ssh);
+    let resolver = needs_ssh_config
+        .then(|| crate::collectors::ssh::target::Resolver::load(&config.ssh.config_file).ok())
+        .flatten();
     config
         .hosts
         .iter()
         .filter(|h| h.ping)
         .map(|h| PingTarget {
             host: h.name.clone(),
-            address: ping_address(h),
+            address: ping_address(h, resolver.as_ref()),
             primary: h.via == Via::Ping,
         })
         .collect()
@@ -387,6 +394,30 @@ impl<'a> Reporter<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ssh_hosts_are_pinged_at_their_ssh_config_address() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let ssh_config = dir.path().join("config");
+        std::fs::write(&ssh_config, "Host web1\n  HostName 127.0.0.9\n  Port 2222\n").expect("write");
+        let text = format!(
+            "[ssh]\nconfig_file = \"{}\"\n[[hosts]]\nnames = [\"web1\", \"127.0.0.8\"]\nping = true\n[[hosts]]\nnames = [\"::1\"]\nvia = \"ping\"\n",
+            ssh_config.display()
+        );
+        let config = crate::config::parse(&text, "t.toml", None).expect("config");
+        let t: Vec<(String, bool)> = targets(&config)
+            .into_iter()
+            .map(|t| (t.address, t.primary))
+            .collect();
+        assert_eq!(
+            t,
+            [
+                ("127.0.0.9".to_string(), false),
+                ("127.0.0.8".to_string(), false),
+                ("::1".to_string(), true)
+            ]
+        );
+    }
 
     #[tokio::test]
     async fn literals_resolve_without_dns() {
