@@ -457,7 +457,7 @@ impl TriggerSet {
             let fresh = !h.is_stale(now, self.interval);
             let up_known = fresh || answered(h);
             self.known
-                .push(u8::from(fresh) * FRESH | u8::from(up_known) * UP_KNOWN);
+                .push((u8::from(fresh) * FRESH) | (u8::from(up_known) * UP_KNOWN));
             for r in &h.metrics {
                 self.offsets[r.metric as usize + 1] += 1;
             }
