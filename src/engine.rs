@@ -23,9 +23,6 @@ use crate::triggers::{Command, TriggerSet};
 
 struct HostState {
     view: Arc<HostView>,
-    system: Vec<Reading>,
-    ping: Vec<Reading>,
-    external: Vec<Reading>,
     rates: RateTracker,
 }
 
@@ -40,6 +37,9 @@ pub struct Engine {
     dirty: bool,
     events: Vec<Event>,
     last: Option<Arc<Snapshot>>,
+    /// The maximal-risk lines of the current data, and when they were computed (staleness
+    /// moves with time, so they are recomputed on each new clock reading).
+    max_risk: Option<(SystemTime, Arc<Vec<MaxRiskLine>>)>,
 }
 
 impl Engine {
@@ -61,13 +61,13 @@ impl Engine {
                     error: None,
                     last_update: None,
                     rounds: 0,
-                    metrics: Vec::new(),
-                    processes: Vec::new(),
+                    up: Reading::host(Metric::HostUp, 0.0),
+                    system: Arc::from([]),
+                    ping: Arc::from([]),
+                    external: Arc::from([]),
+                    processes: Arc::from([]),
                     history: Arc::new(RwLock::new(HostHistory::new(cap))),
                 }),
-                system: Vec::new(),
-                ping: Vec::new(),
-                external: Vec::new(),
                 rates: RateTracker::default(),
             })
             .collect();
@@ -87,6 +87,7 @@ impl Engine {
             dirty: true,
             events: Vec::new(),
             last: None,
+            max_risk: None,
         };
         for i in 0..engine.hosts.len() {
             engine.rebuild_view(i, |_| {});
@@ -122,9 +123,12 @@ impl Engine {
             processes,
             ..
         } = sample;
-        readings.retain(|r| r.value.is_finite());
+        // host.up is the engine's to derive from the status, whatever a source says.
+        readings.retain(|r| r.value.is_finite() && r.metric != Metric::HostUp);
         let h = &mut self.hosts[i];
-        h.rates.derive(&readings.clone(), now, &mut readings);
+        let mut rates = Vec::new();
+        h.rates.derive(&readings, now, &mut rates);
+        readings.append(&mut rates);
         if let Ok(mut hist) = h.view.history.write() {
             for r in &readings {
                 hist.record(r);
@@ -134,18 +138,19 @@ impl Engine {
             Source::Ping => h.view.via == Via::Ping,
             Source::System | Source::External => h.view.via != Via::Ping,
         };
-        match source {
-            Source::System => h.system = readings,
-            Source::Ping => h.ping = readings,
-            Source::External => h.external = readings,
-        }
+        let readings: Arc<[Reading]> = Arc::from(readings);
         self.rebuild_view(i, |v| {
+            match source {
+                Source::System => {
+                    v.system = readings;
+                    v.processes = Arc::from(processes);
+                }
+                Source::Ping => v.ping = readings,
+                Source::External => v.external = readings,
+            }
             if is_primary {
                 v.last_update = Some(now);
                 v.rounds += 1;
-            }
-            if source == Source::System {
-                v.processes = processes;
             }
         });
     }
@@ -160,10 +165,9 @@ impl Engine {
             return;
         }
         let h = &mut self.hosts[i];
-        if status != HostStatus::Up && h.view.via != Via::Ping {
-            // Values from a host that no longer answers are not current: drop them, and the
-            // counter baselines with them (the host may have rebooted).
-            h.system.clear();
+        let gone = status != HostStatus::Up && h.view.via != Via::Ping;
+        if gone {
+            // Counter baselines of a host that stopped answering are void (it may reboot).
             h.rates.forget();
         }
         let now = self.clock.now();
@@ -178,26 +182,24 @@ impl Engine {
         self.rebuild_view(i, |v| {
             v.status = status;
             v.error = error;
-            if status != HostStatus::Up && v.via != Via::Ping {
-                v.processes.clear();
+            if gone {
+                // Values from a host that no longer answers are not current.
+                v.system = Arc::from([]);
+                v.processes = Arc::from([]);
             }
         });
     }
 
-    /// Rebuilds one host's view from its sources, after `edit` changes its other fields.
+    /// Publishes a new view of one host: a copy of the old one (a few reference counts, no
+    /// readings copied) changed by `edit`. Snapshots holding the old view keep it unchanged.
     fn rebuild_view(&mut self, i: usize, edit: impl FnOnce(&mut HostView)) {
         let h = &mut self.hosts[i];
         let mut view = HostView::clone(&h.view);
         edit(&mut view);
-        let up = if view.status == HostStatus::Up { 1.0 } else { 0.0 };
-        let mut metrics = Vec::with_capacity(1 + h.system.len() + h.ping.len() + h.external.len());
-        metrics.push(Reading::host(Metric::HostUp, up));
-        metrics.extend(h.system.iter().cloned());
-        metrics.extend(h.ping.iter().cloned());
-        metrics.extend(h.external.iter().filter(|r| r.metric != Metric::HostUp).cloned());
-        view.metrics = metrics;
+        view.up.value = if view.status == HostStatus::Up { 1.0 } else { 0.0 };
         h.view = Arc::new(view);
         self.dirty = true;
+        self.max_risk = None;
     }
 
     /// A command from a front end (acknowledge, silence). Reconnects are the collectors'.
@@ -211,6 +213,18 @@ impl Engine {
             .extend(events.into_iter().map(|t| Event::new(now, EventKind::Trigger(t))));
     }
 
+    /// The maximal-risk lines, computed at most once per change and clock reading.
+    fn cached_max_risk(&mut self, now: SystemTime) -> Arc<Vec<MaxRiskLine>> {
+        match &self.max_risk {
+            Some((at, lines)) if *at == now => lines.clone(),
+            _ => {
+                let lines = Arc::new(self.max_risk(now));
+                self.max_risk = Some((now, lines.clone()));
+                lines
+            }
+        }
+    }
+
     /// The maximal-risk line of every metric over fresh data; ties go to the host listed first
     /// (then the instance reported first), so the line does not flicker between equals.
     pub fn max_risk(&self, now: SystemTime) -> Vec<MaxRiskLine> {
@@ -218,7 +232,7 @@ impl Engine {
         let mut worst: Vec<Option<(f64, usize, &Reading)>> = vec![None; CATALOGUE.len()];
         for (hi, h) in self.hosts.iter().enumerate() {
             let fresh = !h.view.is_stale(now, interval);
-            for r in &h.view.metrics {
+            for r in h.view.metrics() {
                 if r.metric.risk() == Risk::None || (!fresh && r.metric != Metric::HostUp) {
                     continue;
                 }
@@ -246,7 +260,7 @@ impl Engine {
     pub fn tick(&mut self) {
         let now = self.clock.now();
         let views: Vec<Arc<HostView>> = self.hosts.iter().map(|h| h.view.clone()).collect();
-        let max_risk = self.max_risk(now);
+        let max_risk = self.cached_max_risk(now);
         let events = self.triggers.evaluate(now, &views, &max_risk);
         if !events.is_empty() || self.triggers.take_changed() {
             self.dirty = true;
@@ -272,7 +286,7 @@ impl Engine {
             seq: self.seq,
             interval: self.config.general.interval,
             hosts: self.hosts.iter().map(|h| h.view.clone()).collect(),
-            max_risk: self.max_risk(now),
+            max_risk: Vec::clone(&self.cached_max_risk(now)),
             triggers: self.triggers.views(),
         });
         self.dirty = false;

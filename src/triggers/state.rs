@@ -458,7 +458,7 @@ impl TriggerSet {
             let up_known = fresh || answered(h);
             self.known
                 .push((u8::from(fresh) * FRESH) | (u8::from(up_known) * UP_KNOWN));
-            for r in &h.metrics {
+            for r in h.metrics() {
                 self.offsets[r.metric as usize + 1] += 1;
             }
         }
@@ -472,7 +472,7 @@ impl TriggerSet {
         self.cursor.clear();
         self.cursor.extend_from_slice(&self.offsets[..n]);
         for (hi, h) in hosts.iter().enumerate() {
-            for (ri, r) in h.metrics.iter().enumerate() {
+            for (ri, r) in h.metrics().enumerate() {
                 let m = r.metric as usize;
                 self.entries[self.cursor[m] as usize] = Entry {
                     host: hi as u32,
@@ -520,8 +520,10 @@ impl TriggerSet {
                 let h = h as usize;
                 known[h] & need != 0 && (selected.is_empty() || selected[h])
             };
-            let reading = |e: &Entry| &hosts[e.host as usize].metrics[e.idx as usize];
-            let inst_ok = |e: &Entry| rule.instance.is_none() || rule.matches_instance(&reading(e).instance);
+            let reading = |e: &Entry| hosts[e.host as usize].reading(e.idx as usize);
+            let inst_ok = |e: &Entry| {
+                rule.instance.is_none() || reading(e).is_some_and(|r| rule.matches_instance(&r.instance))
+            };
             if let Some(agg) = rule.aggregate {
                 let usable = |e: &Entry| host_ok(e.host) && inst_ok(e);
                 let obs = aggregate(rule, agg, series, hosts.len(), &usable, selected);
@@ -550,8 +552,7 @@ impl TriggerSet {
                         .single
                         .get_or_insert_with(|| Line::new(None, crate::model::empty_instance(), now));
                     line.obs = worst.map(|w| observe(rule, w.value));
-                    if let Some(w) = worst {
-                        let r = reading(w);
+                    if let Some((w, r)) = worst.and_then(|w| Some((w, reading(w)?))) {
                         let moved = line.host != Some(w.host) || *line.instance != *r.instance;
                         if moved {
                             let from = line
@@ -587,7 +588,7 @@ impl TriggerSet {
                         if !obs.breached && !has_lines {
                             continue;
                         }
-                        let r = reading(e);
+                        let Some(r) = reading(e) else { continue };
                         if !rule.matches_instance(&r.instance) {
                             continue;
                         }
