@@ -118,6 +118,33 @@ fn bench_round(c: &mut Criterion) {
         _ => 0,
     };
     assert_eq!(series, 60);
+    // CPU time actually spent per round (this thread's time on a CPU, from schedstat): unlike
+    // wall time it does not grow when other work shares the cores.
+    let cpu_ns = || {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+    };
+    let rounds = 50u32;
+    let mut spent = 0u64;
+    for _ in 0..rounds {
+        round += 1;
+        clock.advance(Duration::from_secs(2));
+        let updates = make(round);
+        let before = cpu_ns();
+        for u in updates {
+            engine.apply(u);
+        }
+        engine.tick();
+        std::hint::black_box(engine.snapshot());
+        if let (Some(b), Some(a)) = (before, cpu_ns()) {
+            spent += a - b;
+        }
+    }
+    eprintln!(
+        "cpu time per engine round: {:.3} ms (over {rounds} rounds)",
+        spent as f64 / f64::from(rounds) / 1e6
+    );
     c.bench_function("engine round: 1000 hosts x 60 series", |b| {
         b.iter_batched(
             || {
