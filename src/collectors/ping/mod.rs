@@ -29,7 +29,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::config::{Config, HostConfig, PingSettings, Via};
 use crate::model::{HostName, HostStatus, Sample, Source, Update, sanitize};
 pub use socket::{Family, PingUnavailable, SocketKind};
-pub use window::PingWindow;
+pub use window::{InOrder, PingWindow};
 
 /// Bytes of payload in each echo request.
 const PAYLOAD: [u8; 32] = [0x6c; 32];
@@ -164,10 +164,16 @@ enum Outcome {
     Lost(Option<String>),
 }
 
-async fn probe(client: surge_ping::Client, ip: IpAddr, ident: u16, seq: u16, timeout: Duration) -> Outcome {
+async fn probe(
+    client: surge_ping::Client,
+    ip: IpAddr,
+    ident: u16,
+    seq: u16,
+    timeout: Duration,
+) -> (u16, Outcome) {
     let mut pinger = client.pinger(ip, PingIdentifier(ident)).await;
     pinger.timeout(timeout);
-    match pinger.ping(PingSequence(seq), &PAYLOAD).await {
+    let outcome = match pinger.ping(PingSequence(seq), &PAYLOAD).await {
         Ok((packet, rtt)) => match packet {
             IcmpPacket::V4(p) if p.get_icmp_type().0 == 0 => Outcome::Reply(rtt),
             IcmpPacket::V6(p) if p.get_icmpv6_type().0 == 129 => Outcome::Reply(rtt),
@@ -185,7 +191,8 @@ async fn probe(client: surge_ping::Client, ip: IpAddr, ident: u16, seq: u16, tim
         Err(SurgeError::Timeout { .. }) => Outcome::Lost(None),
         Err(SurgeError::IOError(e)) => Outcome::Lost(Some(e.to_string())),
         Err(e) => Outcome::Lost(Some(e.to_string())),
-    }
+    };
+    (seq, outcome)
 }
 
 fn icmpv4_error(t: u8, code: u8) -> String {
@@ -219,6 +226,7 @@ async fn run_target(target: PingTarget, shared: Arc<Shared>, first: Instant, ide
     let mut ticker = tokio::time::interval_at(first, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut inflight = FuturesUnordered::new();
+    let mut order = InOrder::default();
     let mut address: Option<IpAddr> = None;
     let mut resolve_at = Instant::now();
     let mut backoff = interval;
@@ -261,20 +269,28 @@ async fn run_target(target: PingTarget, shared: Arc<Shared>, first: Instant, ide
                     }
                 };
                 inflight.push(probe(client, ip, ident, seq, timeout));
+                order.sent(seq);
                 seq = seq.wrapping_add(1);
             }
-            Some(outcome) = inflight.next(), if !inflight.is_empty() => {
-                match outcome {
+            Some((done, outcome)) = inflight.next(), if !inflight.is_empty() => {
+                let rtt = match outcome {
                     Outcome::Reply(rtt) => {
-                        reporter.window.record(Some(rtt));
                         last_error = None;
+                        Some(rtt)
                     }
                     Outcome::Lost(why) => {
-                        reporter.window.record(None);
                         if why.is_some() {
                             last_error = why;
                         }
+                        None
                     }
+                };
+                let settled = order.finished(done, rtt);
+                if settled.is_empty() {
+                    continue;
+                }
+                for rtt in settled {
+                    reporter.window.record(rtt);
                 }
                 reporter.report(last_error.as_deref()).await;
                 if reporter.window.consecutive_losses() == shared.settings.down_after {
