@@ -232,6 +232,7 @@ async fn run_target(target: PingTarget, shared: Arc<Shared>, first: Instant, ide
     let mut backoff = interval;
     let mut seq: u16 = rand::random();
     let mut last_error: Option<String> = None;
+    let mut looked_up_again = false;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -293,9 +294,14 @@ async fn run_target(target: PingTarget, shared: Arc<Shared>, first: Instant, ide
                     reporter.window.record(rtt);
                 }
                 reporter.report(last_error.as_deref()).await;
-                if reporter.window.consecutive_losses() == shared.settings.down_after {
-                    // The address may have moved: look the name up again on the next probe.
+                let losses = reporter.window.consecutive_losses();
+                if losses >= shared.settings.down_after && !looked_up_again {
+                    // The address may have moved: look the name up again on the next probe
+                    // (once per outage).
                     resolve_at = Instant::now();
+                    looked_up_again = true;
+                } else if losses == 0 {
+                    looked_up_again = false;
                 }
             }
         }
