@@ -58,7 +58,8 @@ async fn observe(
 ) -> HashMap<String, Seen> {
     let (tx, mut rx) = mpsc::channel(1024);
     let names: Vec<String> = targets.iter().map(|t| t.host.to_string()).collect();
-    let task = ping::spawn(targets, settings, interval, tx);
+    // The collector's thread ends by itself once `rx` is dropped.
+    ping::spawn(targets, settings, interval, tx);
     let mut seen: HashMap<String, Seen> = names.iter().map(|n| (n.clone(), Seen::default())).collect();
     let deadline = tokio::time::Instant::now() + limit;
     while seen.values().any(|s| s.samples < samples) {
@@ -79,7 +80,6 @@ async fn observe(
             }
         }
     }
-    task.abort();
     seen
 }
 
