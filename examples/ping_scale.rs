@@ -33,6 +33,7 @@ fn main() -> ExitCode {
     let mut targets = 2000usize;
     let mut interval_ms = 1000u64;
     let mut seconds = 70u64;
+    let mut workers = 2u64;
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
         let value = args.next().and_then(|v| v.parse::<u64>().ok());
@@ -40,18 +41,23 @@ fn main() -> ExitCode {
             ("--targets", Some(v)) => targets = v as usize,
             ("--interval-ms", Some(v)) => interval_ms = v,
             ("--seconds", Some(v)) => seconds = v,
+            ("--workers", Some(v)) => workers = v,
             _ => {
-                eprintln!("usage: ping_scale [--targets N] [--interval-ms MS] [--seconds S]");
+                eprintln!("usage: ping_scale [--targets N] [--interval-ms MS] [--seconds S] [--workers N]");
                 return ExitCode::from(2);
             }
         }
     }
-    // Two workers, as the lookout binary uses.
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // Two workers by default, as the lookout binary uses; 0 for a current-thread runtime.
+    let built = if workers == 0 {
+        tokio::runtime::Builder::new_current_thread().enable_all().build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers as usize)
+            .enable_all()
+            .build()
+    };
+    let runtime = match built {
         Ok(r) => r,
         Err(e) => {
             eprintln!("ping_scale: cannot start the runtime: {e}");
@@ -75,7 +81,7 @@ fn main() -> ExitCode {
             down_after: 5,
             timeout: Duration::from_millis(interval_ms),
         };
-        let _task = ping::spawn(list, settings, Duration::from_millis(interval_ms), tx);
+        let _thread = ping::spawn(list, settings, Duration::from_millis(interval_ms), tx);
         println!("pid {} pinging {targets} loopback addresses every {interval_ms} ms for {seconds} s", std::process::id());
         let start = Instant::now();
         let end = start + Duration::from_secs(seconds);

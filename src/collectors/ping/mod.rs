@@ -15,8 +15,8 @@ pub mod socket;
 pub mod window;
 
 use std::net::IpAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use futures::StreamExt;
@@ -29,7 +29,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use crate::config::{Config, HostConfig, PingSettings, Via};
 use crate::model::{HostName, HostStatus, Sample, Source, Update, sanitize};
 pub use socket::{Family, PingUnavailable, SocketKind};
-pub use window::PingWindow;
+pub use window::{InOrder, PingWindow};
 
 /// Bytes of payload in each echo request.
 const PAYLOAD: [u8; 32] = [0x6c; 32];
@@ -106,12 +106,21 @@ struct Shared {
     v6: OnceCell<Result<socket::OpenClient, PingUnavailable>>,
     /// Whether "ping unavailable" was already logged, per family (v4, v6).
     warned: [AtomicBool; 2],
+    /// Updates waiting for the next flush (see [`flush`]).
+    outbox: Mutex<Vec<Update>>,
     /// Identifier of this collector's echo requests (raw sockets see every process's
     /// replies; the identifier tells ours apart). Each target adds its index.
     ident_base: u16,
 }
 
 impl Shared {
+    fn post(&self, update: Update) {
+        self.outbox
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(update);
+    }
+
     async fn client(&self, family: Family) -> Result<&socket::OpenClient, &PingUnavailable> {
         let cell = match family {
             Family::V4 => &self.v4,
@@ -123,14 +132,48 @@ impl Shared {
     }
 }
 
-/// Starts pinging `targets` every `interval` and returns the supervising task. Must be
-/// called inside a tokio runtime.
+/// Starts pinging `targets` every `interval` on a thread of its own and returns it. The
+/// thread ends once the receiving end of `tx` is gone.
+///
+/// The collector runs a single-threaded tokio runtime rather than the program's: every probe
+/// wakes its target's task twice, and keeping those wake-ups on one thread (no work
+/// stealing, no cross-thread wake-ups) measured 6.6% instead of 11.4% of a core for 2,000
+/// targets a second on the loaded 2-core test machine.
 pub fn spawn(
     targets: Vec<PingTarget>,
     settings: PingSettings,
     interval: Duration,
     tx: mpsc::Sender<Update>,
-) -> JoinHandle<()> {
+) -> std::thread::JoinHandle<()> {
+    std::thread::Builder::new()
+        .name("lookout-ping".into())
+        .spawn(move || {
+            let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+                Ok(r) => r,
+                Err(e) => {
+                    log::error!("ping: cannot start the ping runtime: {e}");
+                    for t in targets.iter().filter(|t| t.primary) {
+                        let _ = tx.blocking_send(Update::Status {
+                            host: t.host.clone(),
+                            status: HostStatus::Error,
+                            error: Some(format!("ping unavailable: cannot start its runtime: {e}")),
+                        });
+                    }
+                    return;
+                }
+            };
+            runtime.block_on(supervise(targets, settings, interval, tx));
+        })
+        .unwrap_or_else(|e| panic!("cannot start the ping collector thread: {e}"))
+}
+
+/// Starts one task per target, spread over the interval, and waits for them.
+async fn supervise(
+    targets: Vec<PingTarget>,
+    settings: PingSettings,
+    interval: Duration,
+    tx: mpsc::Sender<Update>,
+) {
     let shared = Arc::new(Shared {
         settings,
         interval,
@@ -138,29 +181,57 @@ pub fn spawn(
         v4: OnceCell::new(),
         v6: OnceCell::new(),
         warned: [AtomicBool::new(false), AtomicBool::new(false)],
+        outbox: Mutex::new(Vec::new()),
         ident_base: rand::random(),
     });
-    tokio::spawn(async move {
-        let n = targets.len().max(1) as u32;
-        let start = Instant::now();
-        let mut tasks: FuturesUnordered<JoinHandle<()>> = targets
-            .into_iter()
-            .enumerate()
-            .map(|(i, target)| {
-                // Spread the first probes (and so every later one) evenly over the interval.
-                let offset = interval * i as u32 / n;
-                let ident = shared.ident_base.wrapping_add(i as u16);
-                tokio::spawn(run_target(target, shared.clone(), start + offset, ident))
-            })
-            .collect();
-        while let Some(done) = tasks.next().await {
-            if let Err(e) = done
-                && e.is_panic()
-            {
-                log::error!("ping: a target task panicked: {e}");
+    tokio::spawn(flush(shared.clone()));
+    let n = targets.len().max(1) as u32;
+    let start = Instant::now();
+    let mut tasks: FuturesUnordered<JoinHandle<()>> = targets
+        .into_iter()
+        .enumerate()
+        .map(|(i, target)| {
+            // Spread the first probes (and so every later one) evenly over the interval.
+            let offset = interval * i as u32 / n;
+            let ident = shared.ident_base.wrapping_add(i as u16);
+            tokio::spawn(run_target(target, shared.clone(), start + offset, ident))
+        })
+        .collect();
+    while let Some(done) = tasks.next().await {
+        if let Err(e) = done
+            && e.is_panic()
+        {
+            log::error!("ping: a target task panicked: {e}");
+        }
+    }
+}
+
+/// Hands the collected updates to the engine every few tens of milliseconds. One send per
+/// probe woke the engine's thread 2,000 times a second for 2,000 targets (a futex call
+/// each); a burst wakes it about once. Samples are dropped when the engine's queue is full
+/// (a newer one follows within an interval); status changes always wait for room.
+async fn flush(shared: Arc<Shared>) {
+    let every = (shared.interval / 20).clamp(Duration::from_millis(1), Duration::from_millis(50));
+    let mut batch = Vec::new();
+    loop {
+        tokio::time::sleep(every).await;
+        std::mem::swap(
+            &mut batch,
+            &mut *shared.outbox.lock().unwrap_or_else(PoisonError::into_inner),
+        );
+        for update in batch.drain(..) {
+            let sent = match update {
+                Update::Sample(_) => match shared.tx.try_send(update) {
+                    Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
+                    Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
+                },
+                Update::Status { .. } => shared.tx.send(update).await.map_err(|_| ()),
+            };
+            if sent.is_err() {
+                return;
             }
         }
-    })
+    }
 }
 
 /// What became of one probe.
@@ -171,10 +242,16 @@ enum Outcome {
     Lost(Option<String>),
 }
 
-async fn probe(client: surge_ping::Client, ip: IpAddr, ident: u16, seq: u16, timeout: Duration) -> Outcome {
+async fn probe(
+    client: surge_ping::Client,
+    ip: IpAddr,
+    ident: u16,
+    seq: u16,
+    timeout: Duration,
+) -> (u16, Outcome) {
     let mut pinger = client.pinger(ip, PingIdentifier(ident)).await;
     pinger.timeout(timeout);
-    match pinger.ping(PingSequence(seq), &PAYLOAD).await {
+    let outcome = match pinger.ping(PingSequence(seq), &PAYLOAD).await {
         Ok((packet, rtt)) => match packet {
             IcmpPacket::V4(p) if p.get_icmp_type().0 == 0 => Outcome::Reply(rtt),
             IcmpPacket::V6(p) if p.get_icmpv6_type().0 == 129 => Outcome::Reply(rtt),
@@ -192,7 +269,8 @@ async fn probe(client: surge_ping::Client, ip: IpAddr, ident: u16, seq: u16, tim
         Err(SurgeError::Timeout { .. }) => Outcome::Lost(None),
         Err(SurgeError::IOError(e)) => Outcome::Lost(Some(e.to_string())),
         Err(e) => Outcome::Lost(Some(e.to_string())),
-    }
+    };
+    (seq, outcome)
 }
 
 fn icmpv4_error(t: u8, code: u8) -> String {
@@ -226,11 +304,13 @@ async fn run_target(target: PingTarget, shared: Arc<Shared>, first: Instant, ide
     let mut ticker = tokio::time::interval_at(first, interval);
     ticker.set_missed_tick_behavior(MissedTickBehavior::Skip);
     let mut inflight = FuturesUnordered::new();
+    let mut order = InOrder::default();
     let mut address: Option<IpAddr> = None;
     let mut resolve_at = Instant::now();
     let mut backoff = interval;
     let mut seq: u16 = rand::random();
     let mut last_error: Option<String> = None;
+    let mut looked_up_again = false;
     loop {
         tokio::select! {
             _ = ticker.tick() => {
@@ -268,25 +348,38 @@ async fn run_target(target: PingTarget, shared: Arc<Shared>, first: Instant, ide
                     }
                 };
                 inflight.push(probe(client, ip, ident, seq, timeout));
+                order.sent(seq);
                 seq = seq.wrapping_add(1);
             }
-            Some(outcome) = inflight.next(), if !inflight.is_empty() => {
-                match outcome {
+            Some((done, outcome)) = inflight.next(), if !inflight.is_empty() => {
+                let rtt = match outcome {
                     Outcome::Reply(rtt) => {
-                        reporter.window.record(Some(rtt));
                         last_error = None;
+                        Some(rtt)
                     }
                     Outcome::Lost(why) => {
-                        reporter.window.record(None);
                         if why.is_some() {
                             last_error = why;
                         }
+                        None
                     }
+                };
+                let settled = order.finished(done, rtt);
+                if settled.is_empty() {
+                    continue;
+                }
+                for rtt in settled {
+                    reporter.window.record(rtt);
                 }
                 reporter.report(last_error.as_deref()).await;
-                if reporter.window.consecutive_losses() == shared.settings.down_after {
-                    // The address may have moved: look the name up again on the next probe.
+                let losses = reporter.window.consecutive_losses();
+                if losses >= shared.settings.down_after && !looked_up_again {
+                    // The address may have moved: look the name up again on the next probe
+                    // (once per outage).
                     resolve_at = Instant::now();
+                    looked_up_again = true;
+                } else if losses == 0 {
+                    looked_up_again = false;
                 }
             }
         }
@@ -329,7 +422,7 @@ impl<'a> Reporter<'a> {
             error: next.1.clone(),
         };
         self.sent = Some(next);
-        let _ = self.shared.tx.send(update).await;
+        self.shared.post(update);
     }
 
     /// Sends the window's readings, and the status of a ping-only host.
@@ -340,10 +433,7 @@ impl<'a> Reporter<'a> {
             readings: self.window.readings(),
             processes: Vec::new(),
         };
-        // Never hold up probing for a busy engine: a newer sample follows within an interval.
-        if let Err(mpsc::error::TrySendError::Full(_)) = self.shared.tx.try_send(Update::Sample(sample)) {
-            log::debug!("ping: engine busy, dropped a sample of {}", self.target.host);
-        }
+        self.shared.post(Update::Sample(sample));
         let losses = self.window.consecutive_losses();
         if losses == 0 {
             self.status(HostStatus::Up, None).await;
@@ -369,7 +459,7 @@ impl<'a> Reporter<'a> {
             log::warn!("ping: {}: {message}", self.target.host);
             self.sent = Some((HostStatus::Error, Some(message.to_string())));
         }
-        let _ = self.shared.tx.try_send(Update::Sample(Sample {
+        self.shared.post(Update::Sample(Sample {
             host: self.target.host.clone(),
             source: Source::Ping,
             readings: Vec::new(),

@@ -194,6 +194,11 @@ pub fn open_client(family: Family) -> Result<OpenClient, PingUnavailable> {
             0
         }
     };
+    if kind == SocketKind::Raw
+        && let Err(e) = install_reply_filter(socket.get_native_sock(), family)
+    {
+        log::warn!("ping: cannot filter the {} raw ICMP socket: {e}", family.name());
+    }
     log::info!(
         "ping: {} {} ICMP socket, receive buffer {} bytes",
         family.name(),
@@ -242,6 +247,58 @@ fn enlarge_receive_buffer(fd: RawFd, bytes: usize) -> io::Result<usize> {
         return Err(io::Error::last_os_error());
     }
     Ok(usize::try_from(got).unwrap_or(0))
+}
+
+/// Lets a raw socket receive only echo replies and the errors that can answer an echo
+/// request. Without it the socket is woken for every ICMP packet the host receives,
+/// including everyone's echo requests (on loopback, each of our own requests as well).
+#[allow(unsafe_code)]
+fn install_reply_filter(fd: RawFd, family: Family) -> io::Result<()> {
+    /// `ICMP_FILTER` at level `SOL_RAW` (linux/icmp.h): a bit set blocks that type.
+    const ICMP_FILTER: libc::c_int = 1;
+    /// `ICMP6_FILTER` at level `IPPROTO_ICMPV6` (linux/icmpv6.h): a bit set blocks that type.
+    const ICMP6_FILTER: libc::c_int = 1;
+    let rc = match family {
+        Family::V4 => {
+            // echo reply 0, destination unreachable 3, time exceeded 11, parameter problem 12
+            let pass: u32 = (1 << 0) | (1 << 3) | (1 << 11) | (1 << 12);
+            let block: u32 = !pass;
+            // SAFETY: `fd` is the open socket of a client the caller holds; the value is a
+            // live u32, the layout of `struct icmp_filter`.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::SOL_RAW,
+                    ICMP_FILTER,
+                    (&raw const block).cast(),
+                    std::mem::size_of::<u32>() as libc::socklen_t,
+                )
+            }
+        }
+        Family::V6 => {
+            // destination unreachable 1, packet too big 2, time exceeded 3, parameter
+            // problem 4, echo reply 129
+            let mut block = [u32::MAX; 8];
+            for t in [1u32, 2, 3, 4, 129] {
+                block[(t >> 5) as usize] &= !(1 << (t & 31));
+            }
+            // SAFETY: as above; `[u32; 8]` is the layout of `struct icmp6_filter`.
+            unsafe {
+                libc::setsockopt(
+                    fd,
+                    libc::IPPROTO_ICMPV6,
+                    ICMP6_FILTER,
+                    block.as_ptr().cast(),
+                    std::mem::size_of_val(&block) as libc::socklen_t,
+                )
+            }
+        }
+    };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
 }
 
 /// Whether this process runs with effective uid 0 (tests use it to decide what they can

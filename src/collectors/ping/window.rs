@@ -112,6 +112,38 @@ impl PingWindow {
     }
 }
 
+/// Puts probe outcomes back in send order. When probes overlap (the timeout is longer than
+/// the interval) replies finish before the losses sent ahead of them, which time out later;
+/// recording in finishing order would leave the still-pending losses out of the window and
+/// bias `ping.loss_pct` low. A probe is therefore recorded only once every probe sent before
+/// it has finished.
+#[derive(Debug, Default)]
+pub struct InOrder {
+    /// Sequence number of each probe in flight, oldest first, with its outcome once known.
+    slots: VecDeque<(u16, Option<Option<Duration>>)>,
+}
+
+impl InOrder {
+    /// A probe was sent.
+    pub fn sent(&mut self, seq: u16) {
+        self.slots.push_back((seq, None));
+    }
+
+    /// A probe finished (`Some(rtt)`: reply, `None`: lost). Returns the outcomes that are now
+    /// settled, in send order.
+    pub fn finished(&mut self, seq: u16, outcome: Option<Duration>) -> Vec<Option<Duration>> {
+        if let Some(slot) = self.slots.iter_mut().find(|(s, o)| *s == seq && o.is_none()) {
+            slot.1 = Some(outcome);
+        }
+        let mut settled = Vec::new();
+        while let Some((_, Some(outcome))) = self.slots.front() {
+            settled.push(*outcome);
+            self.slots.pop_front();
+        }
+        settled
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -122,6 +154,21 @@ mod tests {
 
     fn value(readings: &[Reading], m: Metric) -> Option<f64> {
         readings.iter().find(|r| r.metric == m).map(|r| r.value)
+    }
+
+    #[test]
+    fn outcomes_settle_in_send_order() {
+        let mut o = InOrder::default();
+        for seq in [65535, 0, 1] {
+            o.sent(seq);
+        }
+        assert!(o.finished(0, ms(3)).is_empty());
+        assert!(o.finished(1, ms(4)).is_empty());
+        assert_eq!(o.finished(65535, None), [None, ms(3), ms(4)]);
+        o.sent(2);
+        assert_eq!(o.finished(2, ms(5)), [ms(5)]);
+        // An unknown sequence changes nothing.
+        assert!(o.finished(9, ms(1)).is_empty());
     }
 
     #[test]
