@@ -130,9 +130,7 @@ impl Engine {
         h.rates.derive(&readings, now, &mut rates);
         readings.append(&mut rates);
         if let Ok(mut hist) = h.view.history.write() {
-            for r in &readings {
-                hist.record(r);
-            }
+            hist.record(source, &readings);
         }
         let is_primary = match source {
             Source::Ping => h.view.via == Via::Ping,

@@ -106,7 +106,7 @@ impl HostView {
     pub fn history(&self, metric: Metric, instance: &str, n: usize) -> Vec<f32> {
         self.history
             .read()
-            .map(|h| h.get(metric, instance).map(|r| r.last_n(n)).unwrap_or_default())
+            .map(|h| h.series(metric, instance, n))
             .unwrap_or_default()
     }
 }

@@ -6,94 +6,145 @@ use std::time::SystemTime;
 
 use rustc_hash::FxHashMap;
 
-use crate::model::{Kind, Metric, Reading};
+use crate::model::{Kind, Metric, Reading, Source};
 
-/// A fixed-capacity ring of the most recent values (f32: history is for charts).
-#[derive(Debug, Clone)]
-pub struct Ring {
-    buf: Vec<f32>,
+/// Most series one source of one host may keep history for (a hostile host reporting
+/// thousands of mounts cannot make the history grow without bound).
+const MAX_COLUMNS: usize = 512;
+
+/// The history of one source of one host: a ring of rows, one row per sample and one column
+/// per series, in one contiguous buffer. Recording a sample writes one row (a few cache
+/// lines) instead of touching one allocation per series; values are f32, which charts need.
+#[derive(Debug, Default)]
+struct Table {
+    columns: Vec<(Metric, Arc<str>)>,
+    /// The column of each history reading of the previous sample: collectors report series
+    /// in the same order every time, so this guess almost always saves the search.
+    order: Vec<u32>,
+    scratch: Vec<u32>,
+    /// `cap` rows of `stride` values; NaN where a series had no value in that sample.
+    data: Vec<f32>,
+    stride: usize,
     head: usize,
-    cap: usize,
+    rows: usize,
 }
 
-impl Ring {
-    pub fn new(cap: usize) -> Self {
-        Ring {
-            buf: Vec::new(),
-            head: 0,
-            cap: cap.max(1),
+impl Table {
+    fn column_of(&mut self, k: usize, r: &Reading) -> Option<u32> {
+        let same =
+            |c: &(Metric, Arc<str>)| c.0 == r.metric && (Arc::ptr_eq(&c.1, &r.instance) || c.1 == r.instance);
+        if let Some(&c) = self.order.get(k)
+            && self.columns.get(c as usize).is_some_and(same)
+        {
+            return Some(c);
         }
-    }
-    pub fn push(&mut self, v: f64) {
-        let v = v as f32;
-        if self.buf.len() < self.cap {
-            self.buf.push(v);
-        } else {
-            self.buf[self.head] = v;
-            self.head = (self.head + 1) % self.cap;
+        if let Some(c) = self.columns.iter().position(same) {
+            return Some(c as u32);
         }
+        if self.columns.len() >= MAX_COLUMNS {
+            return None;
+        }
+        self.columns.push((r.metric, r.instance.clone()));
+        Some(self.columns.len() as u32 - 1)
     }
-    pub fn len(&self) -> usize {
-        self.buf.len()
+
+    /// Widens every row to the current number of columns (rare: a new series appeared).
+    fn relayout(&mut self, cap: usize) {
+        let stride = self.columns.len();
+        let mut data = vec![f32::NAN; cap * stride];
+        if self.stride > 0 {
+            for (row, old) in self.data.chunks_exact(self.stride).enumerate() {
+                data[row * stride..row * stride + self.stride].copy_from_slice(old);
+            }
+        }
+        self.data = data;
+        self.stride = stride;
     }
-    pub fn is_empty(&self) -> bool {
-        self.buf.is_empty()
+
+    fn record(&mut self, cap: usize, readings: &[Reading]) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        scratch.clear();
+        let kept = readings.iter().filter(|r| r.metric.info().history);
+        for (k, r) in kept.clone().enumerate() {
+            scratch.push(self.column_of(k, r).unwrap_or(u32::MAX));
+        }
+        if self.columns.len() != self.stride {
+            self.relayout(cap);
+        }
+        if self.stride > 0 {
+            let row = &mut self.data[self.head * self.stride..(self.head + 1) * self.stride];
+            row.fill(f32::NAN);
+            for (&c, r) in scratch.iter().zip(kept) {
+                if let Some(cell) = row.get_mut(c as usize) {
+                    *cell = r.value as f32;
+                }
+            }
+            self.head = (self.head + 1) % cap;
+            self.rows = (self.rows + 1).min(cap);
+        }
+        self.scratch = std::mem::replace(&mut self.order, scratch);
     }
-    pub fn capacity(&self) -> usize {
-        self.cap
-    }
-    /// Values from oldest to newest.
-    pub fn iter(&self) -> impl Iterator<Item = f32> + '_ {
-        let (a, b) = self.buf.split_at(self.head);
-        b.iter().chain(a.iter()).copied()
-    }
-    /// The newest `n` values, oldest first.
-    pub fn last_n(&self, n: usize) -> Vec<f32> {
-        let skip = self.len().saturating_sub(n);
-        self.iter().skip(skip).collect()
+
+    /// The newest `n` values of one series, oldest first (samples without it are skipped).
+    fn series(&self, cap: usize, metric: Metric, instance: &str, n: usize) -> Option<Vec<f32>> {
+        let c = self
+            .columns
+            .iter()
+            .position(|c| c.0 == metric && &*c.1 == instance)?;
+        let first = (self.head + cap - self.rows) % cap;
+        let skip = self.rows.saturating_sub(n);
+        Some(
+            (skip..self.rows)
+                .map(|i| self.data[(first + i) % cap * self.stride + c])
+                .filter(|v| !v.is_nan())
+                .collect(),
+        )
     }
 }
 
 /// Key of a series within one host.
 pub type SeriesKey = (Metric, Arc<str>);
 
-/// The history of one host's series. Shared (read-locked) with front ends for charts.
-/// One map per metric, keyed by instance, so a lookup borrows the instance string.
+/// The history of one host's series, by source. Shared (read-locked) with front ends.
 #[derive(Debug, Default)]
 pub struct HostHistory {
     cap: usize,
-    by_metric: Vec<FxHashMap<Arc<str>, Ring>>,
+    tables: [Table; 3],
 }
 
 impl HostHistory {
+    /// Keeps the last `cap` samples of each source.
     pub fn new(cap: usize) -> Self {
         HostHistory {
-            cap,
-            by_metric: Vec::new(),
+            cap: cap.max(1),
+            tables: Default::default(),
         }
     }
-    pub fn record(&mut self, r: &Reading) {
-        if !r.metric.info().history {
-            return;
-        }
-        if self.by_metric.is_empty() {
-            self.by_metric = vec![FxHashMap::default(); crate::model::CATALOGUE.len()];
-        }
-        let map = &mut self.by_metric[r.metric as usize];
-        match map.get_mut(&*r.instance) {
-            Some(ring) => ring.push(r.value),
-            None => {
-                let mut ring = Ring::new(self.cap);
-                ring.push(r.value);
-                map.insert(r.instance.clone(), ring);
-            }
+
+    fn slot(source: Source) -> usize {
+        match source {
+            Source::System => 0,
+            Source::Ping => 1,
+            Source::External => 2,
         }
     }
-    pub fn get(&self, metric: Metric, instance: &str) -> Option<&Ring> {
-        self.by_metric.get(metric as usize)?.get(instance)
+
+    /// Records one sample of one source (the series the catalogue marks for history).
+    pub fn record(&mut self, source: Source, readings: &[Reading]) {
+        let cap = self.cap;
+        self.tables[Self::slot(source)].record(cap, readings);
     }
+
+    /// The newest `n` values of one series, oldest first.
+    pub fn series(&self, metric: Metric, instance: &str, n: usize) -> Vec<f32> {
+        self.tables
+            .iter()
+            .find_map(|t| t.series(self.cap, metric, instance, n))
+            .unwrap_or_default()
+    }
+
     pub fn series_count(&self) -> usize {
-        self.by_metric.iter().map(FxHashMap::len).sum()
+        self.tables.iter().map(|t| t.columns.len()).sum()
     }
 }
 
@@ -156,14 +207,28 @@ mod tests {
     use std::time::Duration;
 
     #[test]
-    fn ring_keeps_the_newest() {
-        let mut r = Ring::new(3);
+    fn history_keeps_the_newest_samples_per_series() {
+        let mut h = HostHistory::new(3);
         for v in 1..=5 {
-            r.push(f64::from(v));
+            let mut readings = vec![Reading::host(Metric::CpuUsage, f64::from(v))];
+            // a series that appears late, and one that skips a sample
+            if v >= 3 {
+                readings.push(Reading::new(Metric::DiskUsedPct, "/new", f64::from(v * 10)));
+            }
+            if v != 4 {
+                readings.push(Reading::host(Metric::Load1, f64::from(v) / 10.0));
+            }
+            readings.push(Reading::host(Metric::MemTotal, 1e9)); // no history for totals
+            h.record(Source::System, &readings);
         }
-        assert_eq!(r.iter().collect::<Vec<_>>(), [3.0, 4.0, 5.0]);
-        assert_eq!(r.last_n(2), [4.0, 5.0]);
-        assert_eq!(r.len(), 3);
+        h.record(Source::Ping, &[Reading::host(Metric::PingRtt, 0.5)]);
+        assert_eq!(h.series(Metric::CpuUsage, "", 10), [3.0, 4.0, 5.0]);
+        assert_eq!(h.series(Metric::CpuUsage, "", 2), [4.0, 5.0]);
+        assert_eq!(h.series(Metric::DiskUsedPct, "/new", 10), [30.0, 40.0, 50.0]);
+        assert_eq!(h.series(Metric::Load1, "", 10), [0.3, 0.5]);
+        assert_eq!(h.series(Metric::PingRtt, "", 10), [0.5]);
+        assert!(h.series(Metric::MemTotal, "", 10).is_empty());
+        assert_eq!(h.series_count(), 4);
     }
 
     #[test]

@@ -159,9 +159,7 @@ impl Fleet {
             .map(|i| {
                 let metrics = self.readings(i, r);
                 if let Ok(mut h) = self.histories[i].write() {
-                    for m in &metrics {
-                        h.record(m);
-                    }
+                    h.record(crate::model::Source::System, &metrics);
                 }
                 let system: Vec<_> = metrics
                     .into_iter()
