@@ -12,9 +12,9 @@ use lookout::collectors::ssh::{self, PollMode};
 use lookout::model::{HostStatus, Metric, Update};
 
 /// Test range: routed nowhere from the root namespace except the jump's /24.
-const RANGE: &str = "10.237.0.0/16";
-const JUMP_ADDR: &str = "10.237.0.2";
-const TARGET_ADDR: &str = "10.237.1.2";
+const RANGE: &str = "10.237.0.0/16"; // inside this test's own netns
+const JUMP_ADDR: &str = "10.237.0.2"; // inside this test's own netns
+const TARGET_ADDR: &str = "10.237.1.2"; // inside this test's own netns
 
 /// Two namespaces (jump, target) wired root <-> jump <-> target. Drop removes everything.
 struct Netns {
@@ -48,12 +48,12 @@ impl Netns {
         ip(&["link", "add", &jc, "type", "veth", "peer", "name", &td]);
         ip(&["link", "set", &jc, "netns", &n.jump]);
         ip(&["link", "set", &td, "netns", &n.target]);
-        ip(&["addr", "add", "10.237.0.1/24", "dev", &n.root_veth]);
+        ip(&["addr", "add", "10.237.0.1/24", "dev", &n.root_veth]); // inside this test's own netns
         ip(&["link", "set", &n.root_veth, "up"]);
         for (ns, dev, addr) in [
-            (&n.jump, &jb, "10.237.0.2/24"),
-            (&n.jump, &jc, "10.237.1.1/24"),
-            (&n.target, &td, "10.237.1.2/24"),
+            (&n.jump, &jb, "10.237.0.2/24"),   // inside this test's own netns
+            (&n.jump, &jc, "10.237.1.1/24"),   // inside this test's own netns
+            (&n.target, &td, "10.237.1.2/24"), // inside this test's own netns
         ] {
             ip(&["-n", ns, "addr", "add", addr, "dev", dev]);
             ip(&["-n", ns, "link", "set", dev, "up"]);
