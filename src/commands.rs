@@ -86,6 +86,8 @@ pub async fn collect_snapshot(config: Arc<Config>, rounds: u32) -> Arc<Snapshot>
         + interval * (rounds + 1)
         + Duration::from_secs(1);
     let running = crate::runtime::start(config);
+    // A one-shot snapshot shows trigger states; it notifies nobody.
+    running.actions.close();
     let mut rx = running.snapshots.clone();
     loop {
         let snap = rx.borrow_and_update().clone();
@@ -114,10 +116,11 @@ pub fn print_table(snap: &Snapshot, out: &mut impl Write) -> std::io::Result<()>
         let num = |m: Metric, f: &dyn Fn(f64) -> String| h.worst(m).map_or("-".to_string(), |r| f(r.value));
         let sum = |m: Metric| {
             let mut it = h.values(m).peekable();
-            it.peek()
-                .is_some()
-                .then(|| format!("{}/s", format::bytes(it.map(|r| r.value).sum())))
-                .unwrap_or_else(|| "-".into())
+            if it.peek().is_some() {
+                format!("{}/s", format::bytes(it.map(|r| r.value).sum()))
+            } else {
+                "-".into()
+            }
         };
         writeln!(
             out,

@@ -248,11 +248,15 @@ pub struct ConfigError {
     pub line: usize,
     pub column: usize,
     pub message: String,
+    /// Whether the message already says where (`... at file:line:col — did you mean ...`).
+    pub located: bool,
 }
 
 impl fmt::Display for ConfigError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        if self.line == 0 {
+        if self.located {
+            f.write_str(&self.message)
+        } else if self.line == 0 {
             write!(f, "{}: {}", self.file, self.message)
         } else {
             write!(f, "{}:{}:{}: {}", self.file, self.line, self.column, self.message)
@@ -299,51 +303,93 @@ impl Locator<'_> {
             line,
             column,
             message: message.into(),
+            located: false,
         }
     }
 
-    /// The `[table]` header in force at `offset`, for messages like "in [general]".
+    /// The table header in force at `offset` (`[general]`, `[[hosts]]`), for messages.
+    /// On a header line itself, the key is the header's last part, so the parent table is
+    /// meant (`None` for the top level).
     fn table_at(&self, offset: usize) -> Option<String> {
         let offset = offset.min(self.text.len());
-        self.text[..offset].lines().rev().find_map(|line| {
-            let line = line.trim();
-            let inner = line.strip_prefix("[[").and_then(|l| l.split("]]").next());
-            let inner = inner.or_else(|| line.strip_prefix('[').and_then(|l| l.split(']').next()));
-            inner.map(|name| name.trim().to_string())
+        let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let line_end = self.text[offset..]
+            .find('\n')
+            .map_or(self.text.len(), |i| offset + i);
+        let line = self.text[line_start..line_end].trim();
+        if let Some(header) = parse_header(line) {
+            let (double, name) = header;
+            let parent = name.rsplit_once('.').map(|(p, _)| p.trim().to_string())?;
+            return Some(if double {
+                format!("[[{parent}]]")
+            } else {
+                format!("[{parent}]")
+            });
+        }
+        self.text[..line_start].lines().rev().find_map(|l| {
+            parse_header(l.trim()).map(|(double, name)| {
+                if double {
+                    format!("[[{name}]]")
+                } else {
+                    format!("[{name}]")
+                }
+            })
         })
     }
 
+    /// The `key` of a `key = value` line holding `offset`, when the offset is in the value.
+    fn key_at(&self, offset: usize) -> Option<String> {
+        let offset = offset.min(self.text.len());
+        let line_start = self.text[..offset].rfind('\n').map_or(0, |i| i + 1);
+        let (key, _) = self.text[line_start..offset].split_once('=')?;
+        let key = key.trim();
+        (!key.is_empty() && !key.contains(['[', '"', '\''])).then(|| key.to_string())
+    }
+
     /// Rewrites one of toml's messages into ours (nearest key for an unknown one).
-    fn from_toml(&self, err: &toml::de::Error) -> ConfigError {
+    fn toml_error(&self, err: &toml::de::Error) -> ConfigError {
         let span = err.span().unwrap_or(0..0);
         let message = err.message().trim().to_string();
-        let rewritten = if let Some(rest) = message.strip_prefix("unknown field `") {
-            let (key, tail) = rest.split_once('`').unwrap_or((rest, ""));
-            let expected: Vec<&str> = tail
-                .split('`')
-                .enumerate()
-                .filter(|(i, _)| i % 2 == 1)
-                .map(|(_, s)| s)
-                .collect();
-            let table = match self.table_at(span.start) {
-                Some(t) => format!("[{t}]"),
-                None => "the top level".to_string(),
-            };
-            let (line, col) = self.line_col(span.start);
-            let mut m = format!("unknown key `{key}` in {table} at {}:{line}:{col}", self.file);
-            match crate::suggest::nearest(key, expected.iter().copied()) {
-                Some(near) => m.push_str(&format!(" — did you mean `{near}`?")),
-                None if !expected.is_empty() => {
-                    m.push_str(&format!(" — expected one of {}", quote_list(&expected)))
-                }
-                None => {}
+        let table = self.table_at(span.start);
+        let Some(rest) = message.strip_prefix("unknown field `") else {
+            let mut e = self.error(span.clone(), message.clone());
+            if let Some(key) = self.key_at(span.start) {
+                let place = table.map(|t| format!(" in {t}")).unwrap_or_default();
+                e.message = format!("`{key}`{place}: {message}");
             }
-            m
-        } else {
-            message
+            return e;
         };
-        self.error(span, rewritten)
+        let (key, tail) = rest.split_once('`').unwrap_or((rest, ""));
+        let expected: Vec<&str> = tail
+            .split('`')
+            .enumerate()
+            .filter(|(i, _)| i % 2 == 1)
+            .map(|(_, s)| s)
+            .collect();
+        let table = table.unwrap_or_else(|| "the top level".to_string());
+        let (line, col) = self.line_col(span.start);
+        let mut m = format!("unknown key `{key}` in {table} at {}:{line}:{col}", self.file);
+        match crate::suggest::nearest(key, expected.iter().copied()) {
+            Some(near) => m.push_str(&format!(" — did you mean `{near}`?")),
+            None if !expected.is_empty() => {
+                m.push_str(&format!(" — expected one of {}", quote_list(&expected)))
+            }
+            None => {}
+        }
+        ConfigError {
+            located: true,
+            ..self.error(span, m)
+        }
     }
+}
+
+/// `[name]` -> (false, name); `[[name]]` -> (true, name).
+fn parse_header(line: &str) -> Option<(bool, String)> {
+    if let Some(inner) = line.strip_prefix("[[") {
+        return inner.split("]]").next().map(|n| (true, n.trim().to_string()));
+    }
+    let inner = line.strip_prefix('[')?;
+    inner.split(']').next().map(|n| (false, n.trim().to_string()))
 }
 
 fn quote_list(items: &[&str]) -> String {
@@ -381,6 +427,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigErrors> {
                     line: 0,
                     column: 0,
                     message: format!("cannot read the config file: {e}"),
+                    located: false,
                 }])
             })?;
             parse(&text, &path.display().to_string(), Some(path))
@@ -392,7 +439,7 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigErrors> {
 /// Parses and validates one config text. `file` is the name used in messages.
 pub fn parse(text: &str, file: &str, path: Option<PathBuf>) -> Result<Config, ConfigErrors> {
     let loc = Locator { file, text };
-    let raw: FileConfig = toml::from_str(text).map_err(|e| ConfigErrors(vec![loc.from_toml(&e)]))?;
+    let raw: FileConfig = toml::from_str(text).map_err(|e| ConfigErrors(vec![loc.toml_error(&e)]))?;
     let mut errors = Vec::new();
     let config = validate(raw, &loc, path, &mut errors);
     if errors.is_empty() {
@@ -500,24 +547,42 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
         });
     }
 
-    // Cross products: every selected host x every listed name.
+    // Cross products: every selected host x every listed name (ping-only hosts have no
+    // processes, disks or interfaces to watch, so `*` and groups pass over them).
     let selector = HostSelector::new(&hosts);
+    let pinged_only: Vec<bool> = hosts.iter().map(|h| h.via == Via::Ping).collect();
+    let measurable = |i: &usize| !pinged_only[*i];
     for w in &raw.watch.processes {
-        for i in selector.resolve(&w.hosts, loc, errors) {
+        let selected: Vec<usize> = selector
+            .resolve(&w.hosts, loc, errors)
+            .into_iter()
+            .filter(measurable)
+            .collect();
+        for i in selected {
             for n in &w.names {
                 push_unique(&mut hosts[i].processes, Arc::from(n.as_str()));
             }
         }
     }
     for w in &raw.watch.disks {
-        for i in selector.resolve(&w.hosts, loc, errors) {
+        let selected: Vec<usize> = selector
+            .resolve(&w.hosts, loc, errors)
+            .into_iter()
+            .filter(measurable)
+            .collect();
+        for i in selected {
             for m in &w.mounts {
                 push_unique(&mut hosts[i].mounts, m.clone());
             }
         }
     }
     for w in &raw.watch.interfaces {
-        for i in selector.resolve(&w.hosts, loc, errors) {
+        let selected: Vec<usize> = selector
+            .resolve(&w.hosts, loc, errors)
+            .into_iter()
+            .filter(measurable)
+            .collect();
+        for i in selected {
             for n in &w.names {
                 push_unique(&mut hosts[i].interfaces, n.clone());
             }
@@ -595,9 +660,18 @@ impl HostSelector {
                     .collect();
                 if m.is_empty() {
                     let known: BTreeSet<&str> = self.groups.iter().flatten().map(String::as_str).collect();
-                    let hint = crate::suggest::nearest(group, known.iter().copied())
-                        .map(|n| format!(" — did you mean `@{n}`?"))
-                        .unwrap_or_default();
+                    let hint = match crate::suggest::nearest(group, known.iter().copied()) {
+                        Some(n) => format!(" — did you mean `@{n}`?"),
+                        None if known.is_empty() => " (no [[hosts]] entry sets `group`)".to_string(),
+                        None => format!(
+                            " (groups: {})",
+                            known
+                                .iter()
+                                .map(|g| format!("`@{g}`"))
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
                     errors.push(loc.error(sel.span(), format!("no host is in group `{group}`{hint}")));
                 }
                 m
@@ -652,7 +726,7 @@ mod tests {
         let e = errs("[general]\nintervall = \"2s\"\n");
         assert_eq!(
             e,
-            vec!["t.toml:2:1: unknown key `intervall` in [general] at t.toml:2:1 — did you mean `interval`?"]
+            vec!["unknown key `intervall` in [general] at t.toml:2:1 — did you mean `interval`?"]
         );
     }
 

@@ -23,9 +23,6 @@ use crate::triggers::{Command, TriggerSet};
 
 struct HostState {
     view: Arc<HostView>,
-    system: Vec<Reading>,
-    ping: Vec<Reading>,
-    external: Vec<Reading>,
     rates: RateTracker,
 }
 
@@ -40,6 +37,9 @@ pub struct Engine {
     dirty: bool,
     events: Vec<Event>,
     last: Option<Arc<Snapshot>>,
+    /// The maximal-risk lines of the current data, and when they were computed (staleness
+    /// moves with time, so they are recomputed on each new clock reading).
+    max_risk: Option<(SystemTime, Arc<Vec<MaxRiskLine>>)>,
 }
 
 impl Engine {
@@ -61,13 +61,13 @@ impl Engine {
                     error: None,
                     last_update: None,
                     rounds: 0,
-                    metrics: Vec::new(),
-                    processes: Vec::new(),
+                    up: Reading::host(Metric::HostUp, 0.0),
+                    system: Arc::from([]),
+                    ping: Arc::from([]),
+                    external: Arc::from([]),
+                    processes: Arc::from([]),
                     history: Arc::new(RwLock::new(HostHistory::new(cap))),
                 }),
-                system: Vec::new(),
-                ping: Vec::new(),
-                external: Vec::new(),
                 rates: RateTracker::default(),
             })
             .collect();
@@ -87,6 +87,7 @@ impl Engine {
             dirty: true,
             events: Vec::new(),
             last: None,
+            max_risk: None,
         };
         for i in 0..engine.hosts.len() {
             engine.rebuild_view(i, |_| {});
@@ -122,9 +123,12 @@ impl Engine {
             processes,
             ..
         } = sample;
-        readings.retain(|r| r.value.is_finite());
+        // host.up is the engine's to derive from the status, whatever a source says.
+        readings.retain(|r| r.value.is_finite() && r.metric != Metric::HostUp);
         let h = &mut self.hosts[i];
-        h.rates.derive(&readings.clone(), now, &mut readings);
+        let mut rates = Vec::new();
+        h.rates.derive(&readings, now, &mut rates);
+        readings.append(&mut rates);
         if let Ok(mut hist) = h.view.history.write() {
             for r in &readings {
                 hist.record(r);
@@ -134,18 +138,19 @@ impl Engine {
             Source::Ping => h.view.via == Via::Ping,
             Source::System | Source::External => h.view.via != Via::Ping,
         };
-        match source {
-            Source::System => h.system = readings,
-            Source::Ping => h.ping = readings,
-            Source::External => h.external = readings,
-        }
+        let readings: Arc<[Reading]> = Arc::from(readings);
         self.rebuild_view(i, |v| {
+            match source {
+                Source::System => {
+                    v.system = readings;
+                    v.processes = Arc::from(processes);
+                }
+                Source::Ping => v.ping = readings,
+                Source::External => v.external = readings,
+            }
             if is_primary {
                 v.last_update = Some(now);
                 v.rounds += 1;
-            }
-            if source == Source::System {
-                v.processes = processes;
             }
         });
     }
@@ -160,10 +165,9 @@ impl Engine {
             return;
         }
         let h = &mut self.hosts[i];
-        if status != HostStatus::Up && h.view.via != Via::Ping {
-            // Values from a host that no longer answers are not current: drop them, and the
-            // counter baselines with them (the host may have rebooted).
-            h.system.clear();
+        let gone = status != HostStatus::Up && h.view.via != Via::Ping;
+        if gone {
+            // Counter baselines of a host that stopped answering are void (it may reboot).
             h.rates.forget();
         }
         let now = self.clock.now();
@@ -178,26 +182,24 @@ impl Engine {
         self.rebuild_view(i, |v| {
             v.status = status;
             v.error = error;
-            if status != HostStatus::Up && v.via != Via::Ping {
-                v.processes.clear();
+            if gone {
+                // Values from a host that no longer answers are not current.
+                v.system = Arc::from([]);
+                v.processes = Arc::from([]);
             }
         });
     }
 
-    /// Rebuilds one host's view from its sources, after `edit` changes its other fields.
+    /// Publishes a new view of one host: a copy of the old one (a few reference counts, no
+    /// readings copied) changed by `edit`. Snapshots holding the old view keep it unchanged.
     fn rebuild_view(&mut self, i: usize, edit: impl FnOnce(&mut HostView)) {
         let h = &mut self.hosts[i];
         let mut view = HostView::clone(&h.view);
         edit(&mut view);
-        let up = if view.status == HostStatus::Up { 1.0 } else { 0.0 };
-        let mut metrics = Vec::with_capacity(1 + h.system.len() + h.ping.len() + h.external.len());
-        metrics.push(Reading::host(Metric::HostUp, up));
-        metrics.extend(h.system.iter().cloned());
-        metrics.extend(h.ping.iter().cloned());
-        metrics.extend(h.external.iter().filter(|r| r.metric != Metric::HostUp).cloned());
-        view.metrics = metrics;
+        view.up.value = if view.status == HostStatus::Up { 1.0 } else { 0.0 };
         h.view = Arc::new(view);
         self.dirty = true;
+        self.max_risk = None;
     }
 
     /// A command from a front end (acknowledge, silence). Reconnects are the collectors'.
@@ -211,6 +213,18 @@ impl Engine {
             .extend(events.into_iter().map(|t| Event::new(now, EventKind::Trigger(t))));
     }
 
+    /// The maximal-risk lines, computed at most once per change and clock reading.
+    fn cached_max_risk(&mut self, now: SystemTime) -> Arc<Vec<MaxRiskLine>> {
+        match &self.max_risk {
+            Some((at, lines)) if *at == now => lines.clone(),
+            _ => {
+                let lines = Arc::new(self.max_risk(now));
+                self.max_risk = Some((now, lines.clone()));
+                lines
+            }
+        }
+    }
+
     /// The maximal-risk line of every metric over fresh data; ties go to the host listed first
     /// (then the instance reported first), so the line does not flicker between equals.
     pub fn max_risk(&self, now: SystemTime) -> Vec<MaxRiskLine> {
@@ -218,7 +232,7 @@ impl Engine {
         let mut worst: Vec<Option<(f64, usize, &Reading)>> = vec![None; CATALOGUE.len()];
         for (hi, h) in self.hosts.iter().enumerate() {
             let fresh = !h.view.is_stale(now, interval);
-            for r in &h.view.metrics {
+            for r in h.view.metrics() {
                 if r.metric.risk() == Risk::None || (!fresh && r.metric != Metric::HostUp) {
                     continue;
                 }
@@ -246,7 +260,7 @@ impl Engine {
     pub fn tick(&mut self) {
         let now = self.clock.now();
         let views: Vec<Arc<HostView>> = self.hosts.iter().map(|h| h.view.clone()).collect();
-        let max_risk = self.max_risk(now);
+        let max_risk = self.cached_max_risk(now);
         let events = self.triggers.evaluate(now, &views, &max_risk);
         if !events.is_empty() || self.triggers.take_changed() {
             self.dirty = true;
@@ -272,7 +286,7 @@ impl Engine {
             seq: self.seq,
             interval: self.config.general.interval,
             hosts: self.hosts.iter().map(|h| h.view.clone()).collect(),
-            max_risk: self.max_risk(now),
+            max_risk: Vec::clone(&self.cached_max_risk(now)),
             triggers: self.triggers.views(),
         });
         self.dirty = false;
@@ -326,5 +340,172 @@ pub async fn run(mut engine: Engine, mut ch: EngineChannels) {
         if engine.is_dirty() {
             let _ = ch.snapshots.send(engine.snapshot());
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::clock::FakeClock;
+    use crate::model::Sample;
+
+    fn engine(hosts: &[&str]) -> (Engine, Arc<FakeClock>) {
+        let toml = format!(
+            "[general]\ninterval = \"1s\"\nhistory = \"5s\"\n[[hosts]]\nnames = [{}]\nvia = \"ssh\"\n",
+            hosts
+                .iter()
+                .map(|h| format!("\"{h}\""))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let config = crate::config::parse(&toml, "t.toml", None).expect("valid");
+        let clock = Arc::new(FakeClock::at_epoch());
+        (Engine::new(Arc::new(config), clock.clone()), clock)
+    }
+
+    fn sample(host: &str, readings: Vec<Reading>) -> Update {
+        Update::Sample(Sample {
+            host: Arc::from(host),
+            source: Source::System,
+            readings,
+            processes: Vec::new(),
+        })
+    }
+
+    fn up(e: &mut Engine, host: &str) {
+        e.apply(Update::Status {
+            host: Arc::from(host),
+            status: HostStatus::Up,
+            error: None,
+        });
+    }
+
+    fn line(e: &Engine, now: SystemTime, m: Metric) -> Option<(String, String, f64)> {
+        e.max_risk(now)
+            .into_iter()
+            .find(|l| l.metric == m)
+            .map(|l| (l.host.to_string(), l.instance.to_string(), l.value))
+    }
+
+    #[test]
+    fn max_risk_follows_the_risk_direction() {
+        let (mut e, clock) = engine(&["a", "b"]);
+        up(&mut e, "a");
+        up(&mut e, "b");
+        e.apply(sample(
+            "a",
+            vec![
+                Reading::new(Metric::DiskUsedPct, "/", 50.0),
+                Reading::new(Metric::DiskUsedPct, "/var", 91.0),
+                Reading::host(Metric::MemAvailable, 4e9),
+                Reading::new(Metric::ProcCount, "httpd", 3.0),
+            ],
+        ));
+        e.apply(sample(
+            "b",
+            vec![
+                Reading::new(Metric::DiskUsedPct, "/", 70.0),
+                Reading::host(Metric::MemAvailable, 1e9),
+                Reading::new(Metric::ProcCount, "httpd", 0.0),
+            ],
+        ));
+        let now = clock.now();
+        // higher is worse
+        assert_eq!(
+            line(&e, now, Metric::DiskUsedPct),
+            Some(("a".into(), "/var".into(), 91.0))
+        );
+        // lower is worse
+        assert_eq!(
+            line(&e, now, Metric::MemAvailable),
+            Some(("b".into(), String::new(), 1e9))
+        );
+        assert_eq!(
+            line(&e, now, Metric::ProcCount),
+            Some(("b".into(), "httpd".into(), 0.0))
+        );
+        // no line for a metric without risk
+        e.apply(sample("a", vec![Reading::host(Metric::MemTotal, 8e9)]));
+        assert_eq!(line(&e, now, Metric::MemTotal), None);
+    }
+
+    #[test]
+    fn ties_go_to_the_first_host() {
+        let (mut e, clock) = engine(&["a", "b", "c"]);
+        for h in ["c", "b", "a"] {
+            up(&mut e, h);
+            e.apply(sample(h, vec![Reading::host(Metric::CpuUsage, 50.0)]));
+        }
+        assert_eq!(
+            line(&e, clock.now(), Metric::CpuUsage).map(|l| l.0),
+            Some("a".into())
+        );
+    }
+
+    #[test]
+    fn down_and_stale_hosts_leave_the_max_risk_line() {
+        let (mut e, clock) = engine(&["a", "b"]);
+        up(&mut e, "a");
+        up(&mut e, "b");
+        e.apply(sample("a", vec![Reading::host(Metric::CpuUsage, 90.0)]));
+        e.apply(sample("b", vec![Reading::host(Metric::CpuUsage, 10.0)]));
+        e.apply(Update::Status {
+            host: Arc::from("a"),
+            status: HostStatus::Timeout,
+            error: Some("no answer in 5s\x1b[2J".into()),
+        });
+        let now = clock.now();
+        assert_eq!(line(&e, now, Metric::CpuUsage).map(|l| l.0), Some("b".into()));
+        assert_eq!(
+            line(&e, now, Metric::HostUp),
+            Some(("a".into(), String::new(), 0.0))
+        );
+        let snap = e.snapshot();
+        assert_eq!(
+            snap.host("a").and_then(|h| h.error.clone()).as_deref(),
+            Some("no answer in 5s [2J")
+        );
+        // b goes quiet for more than three intervals: stale, out of the line
+        clock.advance(Duration::from_secs(4));
+        assert_eq!(line(&e, clock.now(), Metric::CpuUsage), None);
+    }
+
+    #[test]
+    fn history_is_bounded_and_rates_are_derived() {
+        let (mut e, clock) = engine(&["a"]);
+        up(&mut e, "a");
+        for i in 0..10 {
+            e.apply(sample(
+                "a",
+                vec![
+                    Reading::host(Metric::CpuUsage, f64::from(i)),
+                    Reading::new(Metric::NetRxBytes, "eth0", f64::from(i) * 1000.0),
+                ],
+            ));
+            clock.advance(Duration::from_secs(1));
+        }
+        let snap = e.snapshot();
+        let h = snap.host("a").expect("host");
+        // history = 5s / 1s interval = 5 samples
+        assert_eq!(h.history(Metric::CpuUsage, "", 100), [5.0, 6.0, 7.0, 8.0, 9.0]);
+        assert_eq!(h.value(Metric::NetRxBps, "eth0"), Some(1000.0));
+        assert_eq!(h.rounds, 10);
+    }
+
+    #[test]
+    fn snapshots_are_rebuilt_only_on_change() {
+        let (mut e, _clock) = engine(&["a"]);
+        let s1 = e.snapshot();
+        let s2 = e.snapshot();
+        assert!(Arc::ptr_eq(&s1, &s2));
+        up(&mut e, "a");
+        let s3 = e.snapshot();
+        assert_eq!(s3.seq, s1.seq + 1);
+        assert_eq!(s3.hosts[0].status, HostStatus::Up);
+        assert_eq!(
+            s1.hosts[0].status,
+            HostStatus::Connecting,
+            "old snapshots are immutable"
+        );
     }
 }

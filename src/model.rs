@@ -202,6 +202,30 @@ pub fn empty_instance() -> Arc<str> {
     EMPTY.get_or_init(|| Arc::from("")).clone()
 }
 
+/// Shares instance strings between polls, so a collector that reports the same mount or
+/// interface every round hands the engine the same `Arc<str>` instead of a new allocation.
+#[derive(Debug, Default)]
+pub struct Interner {
+    strings: std::collections::HashSet<Arc<str>>,
+}
+
+impl Interner {
+    /// Most distinct strings kept; past it the set starts over (hostile input cannot grow it).
+    const LIMIT: usize = 4096;
+
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.strings.get(s) {
+            return a.clone();
+        }
+        if self.strings.len() >= Self::LIMIT {
+            self.strings.clear();
+        }
+        let a: Arc<str> = Arc::from(s);
+        self.strings.insert(a.clone());
+        a
+    }
+}
+
 /// Per-process detail for the host view and the JSON snapshot.
 #[derive(Clone, Debug, PartialEq, Serialize)]
 pub struct ProcessDetail {

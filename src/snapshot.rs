@@ -24,22 +24,68 @@ pub struct HostView {
     pub last_update: Option<SystemTime>,
     /// How many samples of its primary source have arrived.
     pub rounds: u64,
-    /// Current values: `host.up` first, then system metrics (with rates), then ping.
-    pub metrics: Vec<Reading>,
-    pub processes: Vec<ProcessDetail>,
+    /// `host.up` (derived from the status).
+    pub up: Reading,
+    /// Current values by source, shared with the engine (a new sample replaces only its own
+    /// source's slice, so publishing a view never copies readings).
+    pub system: Arc<[Reading]>,
+    pub ping: Arc<[Reading]>,
+    pub external: Arc<[Reading]>,
+    pub processes: Arc<[ProcessDetail]>,
     pub history: SharedHistory,
 }
 
 impl HostView {
+    /// A view of a host with the given status and system readings (`host.up` follows the
+    /// status). For front-end tests and benchmarks; the engine builds its own.
+    pub fn new(name: &str, via: Via, status: HostStatus, readings: Vec<Reading>) -> Self {
+        HostView {
+            name: HostName::from(name),
+            group: None,
+            via,
+            status,
+            error: None,
+            last_update: None,
+            rounds: 0,
+            up: Reading::host(Metric::HostUp, if status == HostStatus::Up { 1.0 } else { 0.0 }),
+            system: Arc::from(readings),
+            ping: Arc::from([]),
+            external: Arc::from([]),
+            processes: Arc::from([]),
+            history: SharedHistory::default(),
+        }
+    }
+
+    /// Every current value: `host.up` first, then system metrics (with rates), then ping,
+    /// then external ones.
+    pub fn metrics(&self) -> impl Iterator<Item = &Reading> + Clone {
+        std::iter::once(&self.up)
+            .chain(self.system.iter())
+            .chain(self.ping.iter())
+            .chain(self.external.iter())
+    }
+    /// The `i`-th reading of [`metrics`](Self::metrics), without walking the others.
+    pub fn reading(&self, i: usize) -> Option<&Reading> {
+        if i == 0 {
+            return Some(&self.up);
+        }
+        let mut i = i - 1;
+        for part in [&self.system, &self.ping, &self.external] {
+            if i < part.len() {
+                return part.get(i);
+            }
+            i -= part.len();
+        }
+        None
+    }
     pub fn value(&self, metric: Metric, instance: &str) -> Option<f64> {
-        self.metrics
-            .iter()
+        self.metrics()
             .find(|r| r.metric == metric && &*r.instance == instance)
             .map(|r| r.value)
     }
     /// Every value of a metric with its instance.
     pub fn values(&self, metric: Metric) -> impl Iterator<Item = &Reading> {
-        self.metrics.iter().filter(move |r| r.metric == metric)
+        self.metrics().filter(move |r| r.metric == metric)
     }
     /// The worst value of a metric over its instances (e.g. the fullest disk).
     pub fn worst(&self, metric: Metric) -> Option<&Reading> {
@@ -120,7 +166,7 @@ impl Serialize for Snapshot {
                 error: h.error.as_deref(),
                 stale: h.is_stale(self.taken_at, self.interval),
                 last_update: h.last_update.map(rfc3339),
-                metrics: &h.metrics,
+                metrics: Metrics(h),
                 processes: &h.processes,
             })
             .collect();
@@ -140,6 +186,15 @@ struct JsonHost<'a> {
     error: Option<&'a str>,
     stale: bool,
     last_update: Option<String>,
-    metrics: &'a [Reading],
+    metrics: Metrics<'a>,
     processes: &'a [ProcessDetail],
+}
+
+/// Serializes a host's readings as one JSON list without collecting them.
+struct Metrics<'a>(&'a HostView);
+
+impl Serialize for Metrics<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.metrics())
+    }
 }

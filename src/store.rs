@@ -1,7 +1,6 @@
 //! Per-host state kept by the engine: current values by source, counter baselines for rates,
 //! and bounded history rings.
 
-use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::SystemTime;
 
@@ -59,38 +58,42 @@ impl Ring {
 pub type SeriesKey = (Metric, Arc<str>);
 
 /// The history of one host's series. Shared (read-locked) with front ends for charts.
+/// One map per metric, keyed by instance, so a lookup borrows the instance string.
 #[derive(Debug, Default)]
 pub struct HostHistory {
     cap: usize,
-    series: FxHashMap<SeriesKey, Ring>,
+    by_metric: Vec<FxHashMap<Arc<str>, Ring>>,
 }
 
 impl HostHistory {
     pub fn new(cap: usize) -> Self {
         HostHistory {
             cap,
-            series: FxHashMap::default(),
+            by_metric: Vec::new(),
         }
     }
     pub fn record(&mut self, r: &Reading) {
         if !r.metric.info().history {
             return;
         }
-        let cap = self.cap;
-        match self.series.get_mut(&(r.metric, r.instance.clone())) {
+        if self.by_metric.is_empty() {
+            self.by_metric = vec![FxHashMap::default(); crate::model::CATALOGUE.len()];
+        }
+        let map = &mut self.by_metric[r.metric as usize];
+        match map.get_mut(&*r.instance) {
             Some(ring) => ring.push(r.value),
             None => {
-                let mut ring = Ring::new(cap);
+                let mut ring = Ring::new(self.cap);
                 ring.push(r.value);
-                self.series.insert((r.metric, r.instance.clone()), ring);
+                map.insert(r.instance.clone(), ring);
             }
         }
     }
     pub fn get(&self, metric: Metric, instance: &str) -> Option<&Ring> {
-        self.series.get(&(metric, Arc::from(instance)))
+        self.by_metric.get(metric as usize)?.get(instance)
     }
     pub fn series_count(&self) -> usize {
-        self.series.len()
+        self.by_metric.iter().map(FxHashMap::len).sum()
     }
 }
 
@@ -146,9 +149,6 @@ pub fn counter_delta(prev: f64, now: f64) -> Option<f64> {
     }
     None
 }
-
-/// Readings by source, so a ping sample does not wipe the system metrics.
-pub type BySource = HashMap<crate::model::Source, Vec<Reading>>;
 
 #[cfg(test)]
 mod tests {

@@ -81,9 +81,14 @@ struct World {
     dir: tempfile::TempDir,
     key: std::path::PathBuf,
     _net: Netns,
+    /// Tests of this binary share the address range: one at a time.
+    _serial: std::sync::MutexGuard<'static, ()>,
 }
 
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 fn world() -> World {
+    let serial = SERIAL.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
     let net = Netns::create();
     let dir = tempfile::tempdir().expect("tmp");
     let key = keygen(dir.path(), "id_ed25519", "");
@@ -117,6 +122,7 @@ fn world() -> World {
         dir,
         key,
         _net: net,
+        _serial: serial,
     }
 }
 

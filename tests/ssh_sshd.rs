@@ -341,3 +341,30 @@ async fn endless_or_foreign_output_is_an_error_not_a_crash() {
     let e = host(&snap, "chatty").error.clone().expect("error");
     assert!(e.contains("not a lookout sample"), "{e}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_snapshot_includes_remote_hosts_with_status_and_error() {
+    if !can_run() {
+        return;
+    }
+    let s = setup();
+    let sshd = Sshd::start(&[public_key(&s.key)]);
+    s.trust(&[&sshd]);
+    s.alias(&[("box", &sshd)]);
+    let closed = free_port();
+    let text = s.config("strict", &["box", &format!("root@127.0.0.1:{closed}")]);
+    let snap = lookout::commands::collect_snapshot(parse_config(&text), 2).await;
+    let json: serde_json::Value = serde_json::to_value(&*snap).expect("json");
+    let hosts = json["hosts"].as_array().expect("hosts");
+    let find = |name: &str| hosts.iter().find(|h| h["host"] == name).expect("host in json");
+    assert_eq!(find("box")["status"], "up");
+    assert!(find("box")["metrics"].as_array().expect("metrics").len() > 10);
+    let down = find(&format!("root@127.0.0.1:{closed}"));
+    assert_eq!(down["status"], "unreachable");
+    assert!(
+        down["error"]
+            .as_str()
+            .expect("error")
+            .contains("connection refused")
+    );
+}

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 
 use super::procfs::{self, CpuTimes};
 use crate::config::HostConfig;
-use crate::model::{HostName, Metric, ProcessDetail, Reading, Sample, Source, Update, sanitize};
+use crate::model::{HostName, Interner, Metric, ProcessDetail, Reading, Sample, Source, Update, sanitize};
 
 /// Measures the local host; keeps what it needs between rounds (cpu ticks).
 pub struct LocalCollector {
@@ -29,6 +29,7 @@ pub struct LocalCollector {
     own_pid: Pid,
     prev_stat: Option<CpuTimes>,
     rounds: u64,
+    names: Interner,
 }
 
 impl LocalCollector {
@@ -47,6 +48,7 @@ impl LocalCollector {
             own_pid: sysinfo::get_current_pid().unwrap_or(Pid::from_u32(std::process::id())),
             prev_stat: None,
             rounds: 0,
+            names: Interner::default(),
         })
     }
 
@@ -156,7 +158,7 @@ impl LocalCollector {
             let free_all = st.f_bfree.saturating_mul(frag);
             let avail = st.f_bavail.saturating_mul(frag);
             let used = total.saturating_sub(free_all);
-            let instance: Arc<str> = Arc::from(sanitize(&mount));
+            let instance = self.names.get(&sanitize(&mount));
             readings.push(Reading::new(Metric::DiskTotal, instance.clone(), total as f64));
             readings.push(Reading::new(Metric::DiskUsed, instance.clone(), used as f64));
             readings.push(Reading::new(Metric::DiskFree, instance.clone(), avail as f64));
@@ -195,7 +197,7 @@ impl LocalCollector {
             if !wanted {
                 continue;
             }
-            let inst: Arc<str> = Arc::from(sanitize(name));
+            let inst = self.names.get(&sanitize(name));
             let (rx_drops, tx_drops) = drops.get(name.as_str()).copied().unwrap_or((0, 0));
             for (metric, value) in [
                 (Metric::NetRxBytes, d.total_received()),

@@ -2,6 +2,7 @@
 //! never touch the UI or the triggers. Errors become host status, never a crash.
 
 pub mod local;
+pub mod ping;
 pub mod procfs;
 pub mod remote;
 pub mod ssh;

@@ -47,6 +47,7 @@
 //! previous counters of one host. Every string taken from the output (interface, mount and
 //! process names, command lines) goes through [`sanitize`].
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -212,6 +213,7 @@ pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
     let get = |name: &str| sections.iter().find(|(n, _)| *n == name).map(|(_, b)| *b);
 
     let mut p = Parsed {
+        readings: Vec::with_capacity(96),
         clk_tck,
         ..Parsed::default()
     };
@@ -273,7 +275,10 @@ pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
         }
     }
     if let Some(df) = get(DF_MARKER) {
-        let fstypes = get("/proc/mounts").map(parse_mounts).unwrap_or_default();
+        let fstypes = match get("/proc/mounts") {
+            Some(m) if watch.mounts.is_empty() => parse_mounts(m),
+            _ => HashMap::new(),
+        };
         disks(df, &fstypes, watch, &mut p.readings);
     }
     if !watch.processes.is_empty() && get(PROCS_MARKER).is_some() {
@@ -284,27 +289,36 @@ pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
 
 /// Memory readings from /proc/meminfo; returns MemTotal in bytes (0 when absent).
 fn meminfo(text: &str, readings: &mut Vec<Reading>) -> u64 {
-    let mut values: HashMap<&str, u64> = HashMap::with_capacity(8);
+    // MemTotal, MemFree, MemAvailable, Buffers, Cached, SwapTotal, SwapFree (bytes)
+    const KEYS: [&str; 7] = [
+        "MemTotal",
+        "MemFree",
+        "MemAvailable",
+        "Buffers",
+        "Cached",
+        "SwapTotal",
+        "SwapFree",
+    ];
+    let mut values: [Option<u64>; 7] = [None; 7];
     for line in text.lines() {
         let Some((key, rest)) = line.split_once(':') else {
             continue;
         };
-        if matches!(
-            key,
-            "MemTotal" | "MemFree" | "MemAvailable" | "Buffers" | "Cached" | "SwapTotal" | "SwapFree"
-        ) && let Some(kb) = num::<u64>(rest.split_ascii_whitespace().next())
+        if let Some(i) = KEYS.iter().position(|k| *k == key)
+            && let Some(kb) = num::<u64>(rest.split_ascii_whitespace().next())
         {
-            values.insert(key, kb.saturating_mul(1024));
+            values[i] = Some(kb.saturating_mul(1024));
         }
     }
-    let Some(&total) = values.get("MemTotal") else {
+    let [total, free, avail, buffers, cached, swap_total, swap_free] = values;
+    let Some(total) = total else {
         return 0;
     };
     // Kernels before 3.14 have no MemAvailable: estimate it the way `free` did.
-    let available = values.get("MemAvailable").copied().unwrap_or_else(|| {
-        ["MemFree", "Buffers", "Cached"]
+    let available = avail.unwrap_or_else(|| {
+        [free, buffers, cached]
             .iter()
-            .map(|k| values.get(k).copied().unwrap_or(0))
+            .map(|v| v.unwrap_or(0))
             .fold(0u64, u64::saturating_add)
     });
     let available = available.min(total);
@@ -318,8 +332,8 @@ fn meminfo(text: &str, readings: &mut Vec<Reading>) -> u64 {
             used as f64 / total as f64 * 100.0,
         ));
     }
-    let swap_total = values.get("SwapTotal").copied().unwrap_or(0);
-    let swap_free = values.get("SwapFree").copied().unwrap_or(0).min(swap_total);
+    let swap_total = swap_total.unwrap_or(0);
+    let swap_free = swap_free.unwrap_or(0).min(swap_total);
     let swap_pct = if swap_total > 0 {
         (swap_total - swap_free) as f64 / swap_total as f64 * 100.0
     } else {
@@ -330,9 +344,9 @@ fn meminfo(text: &str, readings: &mut Vec<Reading>) -> u64 {
 }
 
 /// Decodes the octal escapes (`\040` for a space) of /proc/mounts fields.
-fn unescape_mount(field: &str) -> String {
+fn unescape_mount(field: &str) -> Cow<'_, str> {
     if !field.contains('\\') {
-        return field.to_string();
+        return Cow::Borrowed(field);
     }
     let bytes = field.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
@@ -350,17 +364,17 @@ fn unescape_mount(field: &str) -> String {
         out.push(bytes[i]);
         i += 1;
     }
-    String::from_utf8_lossy(&out).into_owned()
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
 }
 
 /// Mount point -> filesystem type from /proc/mounts (the last mount on a point wins, as it
 /// hides the ones below it).
-fn parse_mounts(text: &str) -> HashMap<String, String> {
+fn parse_mounts(text: &str) -> HashMap<Cow<'_, str>, &str> {
     let mut out = HashMap::new();
     for line in text.lines() {
         let mut f = line.split_ascii_whitespace();
         if let (Some(_dev), Some(mount), Some(fstype)) = (f.next(), f.next(), f.next()) {
-            out.insert(unescape_mount(mount), fstype.to_string());
+            out.insert(unescape_mount(mount), fstype);
         }
     }
     out
@@ -413,23 +427,20 @@ pub fn parse_df_line(line: &str) -> Option<(&str, u64, u64, u64, &str)> {
     None
 }
 
-fn disks(df: &str, fstypes: &HashMap<String, String>, watch: &Watch, readings: &mut Vec<Reading>) {
+fn disks(df: &str, fstypes: &HashMap<Cow<'_, str>, &str>, watch: &Watch, readings: &mut Vec<Reading>) {
     let mut seen: Vec<&str> = Vec::new();
     for line in df.lines() {
         let Some((fs, total_kb, used_kb, avail_kb, mount)) = parse_df_line(line) else {
             continue;
         };
         let wanted = if watch.mounts.is_empty() {
-            let fstype = fstypes.get(mount).map_or_else(
-                || {
-                    if super::PSEUDO_FILESYSTEMS.contains(&fs) {
-                        fs
-                    } else {
-                        ""
-                    }
-                },
-                String::as_str,
-            );
+            let fstype = fstypes.get(mount).copied().unwrap_or_else(|| {
+                if super::PSEUDO_FILESYSTEMS.contains(&fs) {
+                    fs
+                } else {
+                    ""
+                }
+            });
             super::is_real_filesystem(mount, fstype)
         } else {
             watch.mounts.iter().any(|m| m == mount)
@@ -502,21 +513,32 @@ fn processes(sections: &[(&str, &str)], shell_pid: u32, page: u64, watch: &Watch
         let Some((name, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") ")) else {
             continue;
         };
-        let rest: Vec<&str> = rest.split_ascii_whitespace().collect();
-        let field = |i: usize| num::<u64>(rest.get(i).copied()).unwrap_or(0);
-        let ppid = field(1);
+        let cmdline_raw = f.cmdline.unwrap_or("");
+        // Every way of matching needs the name or the command line to hold the watched name.
+        if !watch
+            .processes
+            .iter()
+            .any(|w| name == &**w || cmdline_raw.contains(&**w) || w.contains(' '))
+        {
+            continue;
+        }
+        // fields after the name: state(0) ppid(1) ... utime(11) stime(12) ... vsize(20) rss(21)
+        let mut fields = [0u64; 22];
+        for (i, v) in rest.split_ascii_whitespace().take(22).enumerate() {
+            fields[i] = v.parse().unwrap_or(0);
+        }
+        let ppid = fields[1];
         if pid == shell_pid || (shell_pid != 0 && ppid == u64::from(shell_pid)) {
             continue;
         }
-        let ticks = field(11).saturating_add(field(12));
-        let vms = field(20);
-        let rss = field(21).saturating_mul(page);
+        let ticks = fields[11].saturating_add(fields[12]);
+        let vms = fields[20];
+        let rss = fields[21].saturating_mul(page);
         let shared = f
             .statm
             .and_then(|s| num::<u64>(s.split_ascii_whitespace().nth(2)))
             .unwrap_or(0)
             .saturating_mul(page);
-        let cmdline_raw = f.cmdline.unwrap_or("");
         let cmdline: String = cmdline_raw
             .chars()
             .map(|c| if c == '\0' || c == '\n' { ' ' } else { c })

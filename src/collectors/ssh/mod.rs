@@ -196,7 +196,13 @@ impl HostTask {
             };
             let ended = match connected {
                 Ok(session) => {
-                    let ended = self.poll(&session, &mut backoff).await;
+                    let mut ended = self.poll(&session, &mut backoff).await;
+                    if let Ended::Failed(e) = &mut ended
+                        && !self.target.jumps.is_empty()
+                        && !e.message.starts_with("via ")
+                    {
+                        e.message = format!("via {}: {}", self.target.jump_name(), e.message);
+                    }
                     let _ = session
                         .disconnect(russh::Disconnect::ByApplication, "", "en")
                         .await;
