@@ -9,6 +9,7 @@ pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod fleet;
 pub mod format;
 pub mod headless;
 pub mod model;

@@ -60,23 +60,34 @@ pub const FORMAT_VERSION: u32 = 1;
 /// The line that ends one sample.
 pub const END_MARKER: &str = "@@end";
 
-/// The /proc files read by `head` in every sample.
-const FILES: &str = "/proc/stat /proc/meminfo /proc/loadavg /proc/uptime /proc/net/dev /proc/mounts";
+/// The line that starts one sample (followed by version, shell pid, CLK_TCK, PAGESIZE, id).
+pub const START_MARKER: &str = "@@lookout";
+
+/// The section holding the output of `df -P -k`.
+pub const DF_MARKER: &str = "@@df";
+
+/// The section holding the watched processes' /proc files.
+pub const PROCS_MARKER: &str = "@@procs";
+
+/// The /proc files read by `head` in every sample, in this order (space-separated).
+pub const FILES: &str = "/proc/stat /proc/meminfo /proc/loadavg /proc/uptime /proc/net/dev /proc/mounts";
 
 /// The shell script (without the outer `sh -c` quoting) answering each stdin line with a
 /// sample. It contains no single quote, so it can be wrapped in single quotes as is.
 pub fn script(watch_processes: bool) -> String {
     let procs = if watch_processes {
-        "echo @@procs; head -n 1 /proc/[0-9]*/stat /proc/[0-9]*/statm /proc/[0-9]*/cmdline; echo; "
+        format!(
+            "echo {PROCS_MARKER}; head -n 1 /proc/[0-9]*/stat /proc/[0-9]*/statm /proc/[0-9]*/cmdline; echo; "
+        )
     } else {
-        ""
+        String::new()
     };
     format!(
         "exec 2>/dev/null; t=$(getconf CLK_TCK); p=$(getconf PAGESIZE); \
          while read -r n; do \
-         echo \"@@lookout {FORMAT_VERSION} $$ ${{t:-100}} ${{p:-4096}} $n\"; \
+         echo \"{START_MARKER} {FORMAT_VERSION} $$ ${{t:-100}} ${{p:-4096}} $n\"; \
          head -n 100000 {FILES}; echo; \
-         echo @@df; df -P -k; \
+         echo {DF_MARKER}; df -P -k; \
          {procs}\
          echo \"{END_MARKER} $n\"; \
          done"
@@ -168,7 +179,7 @@ fn sections(text: &str) -> Vec<(&str, &str)> {
                 return out;
             }
             // the @@lookout line carries its values on the header line itself
-            let body_start = if name == "@@lookout" { start } else { offset };
+            let body_start = if name == START_MARKER { start } else { offset };
             current = Some((name, body_start));
         }
     }
@@ -185,7 +196,7 @@ fn num<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
 /// Parses one sample (the text up to and including `@@end`). Pure; never panics.
 pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
     let sections = sections(text);
-    let Some((_, head)) = sections.iter().find(|(n, _)| *n == "@@lookout") else {
+    let Some((_, head)) = sections.iter().find(|(n, _)| *n == START_MARKER) else {
         let first: String = text.lines().next().unwrap_or("").chars().take(120).collect();
         return Err(ParseError::NotASample(sanitize(&first)));
     };
@@ -263,14 +274,14 @@ pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
             }
         }
     }
-    if let Some(df) = get("@@df") {
+    if let Some(df) = get(DF_MARKER) {
         let fstypes = match get("/proc/mounts") {
             Some(m) if watch.mounts.is_empty() => parse_mounts(m),
             _ => HashMap::new(),
         };
         disks(df, &fstypes, watch, &mut p.readings);
     }
-    if !watch.processes.is_empty() && get("@@procs").is_some() {
+    if !watch.processes.is_empty() && get(PROCS_MARKER).is_some() {
         p.processes = processes(&sections, shell_pid, page, watch);
     }
     Ok(p)
@@ -475,7 +486,7 @@ fn processes(sections: &[(&str, &str)], shell_pid: u32, page: u64, watch: &Watch
     let mut files: HashMap<u32, ProcFiles> = HashMap::new();
     let mut after = false;
     for (name, body) in sections {
-        if *name == "@@procs" {
+        if *name == PROCS_MARKER {
             after = true;
             continue;
         }

@@ -121,6 +121,9 @@ fn russh_config() -> Arc<client::Config> {
         nodelay: true,
         keepalive_interval: Some(Duration::from_secs(15)),
         keepalive_max: 3,
+        // Each session keeps a read buffer of the next power of two above its largest
+        // packet: 16 KiB packets make it 32 KiB instead of 64 KiB (docs/fleet.md).
+        maximum_packet_size: 16 * 1024,
         ..client::Config::default()
     })
 }

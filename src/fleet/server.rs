@@ -1,0 +1,274 @@
+//! The SSH side of the simulator: one russh server configuration (one host key) shared by
+//! every simulated host, one listener per host address, and per connection a handler that
+//! accepts the fleet's client key and answers lookout's remote command.
+//!
+//! A channel runs exactly the command of [`remote::command`] (with or without the process
+//! listing): every stdin line is answered with one sample after the configured latency, end
+//! of input ends the "program" with exit status 0. Any other command fails with status 127,
+//! as a host without that program would.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use russh::keys::PublicKey;
+use russh::server::{self, Auth, Msg, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::sim::HostSim;
+use super::{HostMode, Knobs};
+use crate::collectors::remote;
+
+/// What every connection of the fleet shares.
+pub struct Shared {
+    pub config: Arc<server::Config>,
+    pub client_key: PublicKey,
+    pub knobs: Knobs,
+    /// The exact commands answered: with and without the process listing.
+    pub command_procs: String,
+    pub command_plain: String,
+}
+
+/// One simulated host as the server sees it.
+pub struct Host {
+    pub sim: Mutex<HostSim>,
+    pub mode: HostMode,
+    /// Counts requests answered (for the shell pids it hands out).
+    pub sessions: std::sync::atomic::AtomicU32,
+}
+
+/// Accepts connections of one host until the listener fails.
+pub async fn serve(shared: Arc<Shared>, host: Arc<Host>, listener: TcpListener) {
+    loop {
+        let Ok((socket, _)) = listener.accept().await else {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            continue;
+        };
+        let _ = socket.set_nodelay(true);
+        match host.mode {
+            HostMode::Up => {
+                let handler = Conn {
+                    shared: shared.clone(),
+                    host: host.clone(),
+                    channels: HashMap::new(),
+                };
+                let config = shared.config.clone();
+                tokio::spawn(async move {
+                    if let Ok(session) = server::run_stream(config, socket, handler).await {
+                        let _ = session.await;
+                    }
+                });
+            }
+            HostMode::Hung => {
+                tokio::spawn(hang(socket));
+            }
+            HostMode::Reset => {
+                // SO_LINGER 0: closing sends a RST instead of a FIN.
+                let _ = socket2::SockRef::from(&socket).set_linger(Some(Duration::ZERO));
+                drop(socket);
+            }
+            HostMode::Down => drop(socket),
+        }
+    }
+}
+
+/// Holds a connection open without ever saying anything, until the client gives up.
+async fn hang(mut socket: TcpStream) {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 1024];
+    while let Ok(n) = socket.read(&mut buf).await {
+        if n == 0 {
+            break;
+        }
+    }
+}
+
+enum Request {
+    Sample(String),
+    Eof,
+}
+
+struct ChannelState {
+    /// Set once the command runs; requests go to its task.
+    requests: Option<mpsc::UnboundedSender<Request>>,
+    partial: Vec<u8>,
+}
+
+struct Conn {
+    shared: Arc<Shared>,
+    host: Arc<Host>,
+    channels: HashMap<ChannelId, ChannelState>,
+}
+
+/// Answers the requests of one channel in order, then ends the "program".
+async fn respond(
+    handle: server::Handle,
+    channel: ChannelId,
+    host: Arc<Host>,
+    procs: bool,
+    latency: Duration,
+    jitter: Duration,
+    mut requests: mpsc::UnboundedReceiver<Request>,
+) {
+    let shell_pid =
+        100_000 + 2 * host.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 3_000_000;
+    while let Some(r) = requests.recv().await {
+        match r {
+            Request::Sample(id) => {
+                let delay = latency + jitter.mul_f64(rand::random_range(0.0..1.0));
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let mut text = String::with_capacity(16 * 1024);
+                if let Ok(mut sim) = host.sim.lock() {
+                    sim.sample(&id, shell_pid, procs, &mut text);
+                }
+                if handle.data(channel, text.into_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            Request::Eof => break,
+        }
+    }
+    let _ = handle.exit_status_request(channel, 0).await;
+    let _ = handle.eof(channel).await;
+    let _ = handle.close(channel).await;
+}
+
+impl server::Handler for Conn {
+    type Error = russh::Error;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        _user: &str,
+        offer: server::PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(
+            if offer.public_key.key_data() == self.shared.client_key.key_data() {
+                Auth::Accept
+            } else {
+                Auth::reject()
+            },
+        )
+    }
+
+    async fn auth_publickey(&mut self, _user: &str, key: VerifiedPublicKey<'_>) -> Result<Auth, Self::Error> {
+        Ok(
+            if key.public_key.key_data() == self.shared.client_key.key_data() {
+                Auth::Accept
+            } else {
+                Auth::reject()
+            },
+        )
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: server::ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.insert(
+            channel.id(),
+            ChannelState {
+                requests: None,
+                partial: Vec::new(),
+            },
+        );
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn exec_request(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let command = String::from_utf8_lossy(data);
+        let procs = if command == self.shared.command_procs {
+            Some(true)
+        } else if command == self.shared.command_plain {
+            Some(false)
+        } else {
+            None
+        };
+        session.channel_success(channel)?;
+        let Some(procs) = procs else {
+            session.extended_data(
+                channel,
+                1,
+                b"lookout-fleet: a simulated host runs only lookout's sample command\n".to_vec(),
+            )?;
+            session.exit_status_request(channel, 127)?;
+            session.eof(channel)?;
+            session.close(channel)?;
+            return Ok(());
+        };
+        let (tx, rx) = mpsc::unbounded_channel();
+        let state = self.channels.entry(channel).or_insert_with(|| ChannelState {
+            requests: None,
+            partial: Vec::new(),
+        });
+        state.requests = Some(tx);
+        let k = &self.shared.knobs;
+        tokio::spawn(respond(
+            session.handle(),
+            channel,
+            self.host.clone(),
+            procs,
+            k.latency,
+            k.jitter,
+            rx,
+        ));
+        Ok(())
+    }
+
+    async fn data(
+        &mut self,
+        channel: ChannelId,
+        data: &[u8],
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        let Some(state) = self.channels.get_mut(&channel) else {
+            return Ok(());
+        };
+        let Some(requests) = &state.requests else {
+            return Ok(());
+        };
+        state.partial.extend_from_slice(data);
+        while let Some(at) = state.partial.iter().position(|&b| b == b'\n') {
+            let line: Vec<u8> = state.partial.drain(..=at).collect();
+            // `read -r n` strips the surrounding blanks
+            let id = String::from_utf8_lossy(&line).trim().to_string();
+            let _ = requests.send(Request::Sample(id));
+        }
+        if state.partial.len() > 4096 {
+            state.partial.clear();
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+        if let Some(state) = self.channels.get_mut(&channel)
+            && let Some(requests) = state.requests.take()
+        {
+            // like `while read`, a last line without a newline ends the loop unanswered
+            state.partial.clear();
+            let _ = requests.send(Request::Eof);
+        }
+        Ok(())
+    }
+
+    async fn channel_close(&mut self, channel: ChannelId, _session: &mut Session) -> Result<(), Self::Error> {
+        self.channels.remove(&channel);
+        Ok(())
+    }
+}
+
+/// The two commands lookout may send.
+pub fn commands() -> (String, String) {
+    (remote::command(true), remote::command(false))
+}
