@@ -41,8 +41,8 @@ pub struct MetricInfo {
     pub kind: Kind,
     /// For counters: the per-second rate the engine derives from them.
     pub rate: Option<Metric>,
-    /// Whether the engine keeps a history ring for this series (not for totals and raw
-    /// counters, whose history nobody charts).
+    /// Whether the engine keeps history for this series: only the ones the dashboard charts
+    /// (history is most of the memory a large fleet costs).
     pub history: bool,
     pub description: &'static str,
 }
@@ -84,19 +84,19 @@ macro_rules! catalogue {
 }
 
 catalogue! {
-    HostUp = "host.up", Bool, "", Lower, Gauge, None, true, "1 while the host answers";
+    HostUp = "host.up", Bool, "", Lower, Gauge, None, false, "1 while the host answers";
     HostUptime = "host.uptime_s", Seconds, "", None, Gauge, None, false, "seconds since boot";
-    HostPollMs = "host.poll_ms", Millis, "", Higher, Gauge, None, true, "time to collect one round";
+    HostPollMs = "host.poll_ms", Millis, "", Higher, Gauge, None, false, "time to collect one round";
     CpuUsage = "cpu.usage_pct", Percent, "", Higher, Gauge, None, true, "% of all cores busy";
-    CpuCoreUsage = "cpu.core_usage_pct", Percent, "core", Higher, Gauge, None, true, "% busy per core";
-    CpuIowait = "cpu.iowait_pct", Percent, "", Higher, Gauge, None, true, "% of time waiting for I/O";
+    CpuCoreUsage = "cpu.core_usage_pct", Percent, "core", Higher, Gauge, None, false, "% busy per core";
+    CpuIowait = "cpu.iowait_pct", Percent, "", Higher, Gauge, None, false, "% of time waiting for I/O";
     Load1 = "load.1", Load, "", Higher, Gauge, None, true, "1-minute load average";
-    Load5 = "load.5", Load, "", Higher, Gauge, None, true, "5-minute load average";
-    Load15 = "load.15", Load, "", Higher, Gauge, None, true, "15-minute load average";
-    LoadPerCore = "load.per_core", Load, "", Higher, Gauge, None, true, "load.1 divided by cores";
+    Load5 = "load.5", Load, "", Higher, Gauge, None, false, "5-minute load average";
+    Load15 = "load.15", Load, "", Higher, Gauge, None, false, "15-minute load average";
+    LoadPerCore = "load.per_core", Load, "", Higher, Gauge, None, false, "load.1 divided by cores";
     MemTotal = "mem.total_bytes", Bytes, "", None, Gauge, None, false, "physical memory";
-    MemUsed = "mem.used_bytes", Bytes, "", Higher, Gauge, None, true, "memory in use (total - available)";
-    MemAvailable = "mem.available_bytes", Bytes, "", Lower, Gauge, None, true, "memory available to new work";
+    MemUsed = "mem.used_bytes", Bytes, "", Higher, Gauge, None, false, "memory in use (total - available)";
+    MemAvailable = "mem.available_bytes", Bytes, "", Lower, Gauge, None, false, "memory available to new work";
     MemUsedPct = "mem.used_pct", Percent, "", Higher, Gauge, None, true, "memory in use, %";
     SwapUsedPct = "swap.used_pct", Percent, "", Higher, Gauge, None, true, "swap in use, %";
     DiskTotal = "disk.total_bytes", Bytes, "mount", None, Gauge, None, false, "filesystem size";
@@ -113,14 +113,14 @@ catalogue! {
     NetTxDrops = "net.tx_drops", Count, "interface", Higher, Counter, None, false, "sent packets dropped";
     NetRxBps = "net.rx_bps", BytesPerSec, "interface", Higher, Gauge, None, true, "bytes received per second";
     NetTxBps = "net.tx_bps", BytesPerSec, "interface", Higher, Gauge, None, true, "bytes sent per second";
-    ProcCount = "proc.count", Count, "name", Lower, Gauge, None, true, "processes matching the watched name";
+    ProcCount = "proc.count", Count, "name", Lower, Gauge, None, false, "processes matching the watched name";
     ProcCpu = "proc.cpu_pct", Percent, "name", Higher, Gauge, None, true, "cpu % summed over matches";
     ProcMem = "proc.mem_pct", Percent, "name", Higher, Gauge, None, true, "memory % summed over matches";
     ProcRss = "proc.rss_bytes", Bytes, "name", Higher, Gauge, None, false, "resident memory summed over matches";
     ProcVms = "proc.vms_bytes", Bytes, "name", Higher, Gauge, None, false, "virtual memory summed over matches";
     ProcShared = "proc.shared_bytes", Bytes, "name", Higher, Gauge, None, false, "shared memory summed over matches";
     PingRtt = "ping.rtt_ms", Millis, "", Higher, Gauge, None, true, "mean round trip over the ping window";
-    PingJitter = "ping.jitter_ms", Millis, "", Higher, Gauge, None, true, "mean difference between successive round trips";
+    PingJitter = "ping.jitter_ms", Millis, "", Higher, Gauge, None, false, "mean difference between successive round trips";
     PingLoss = "ping.loss_pct", Percent, "", Higher, Gauge, None, true, "% of probes lost over the ping window";
 }
 

@@ -49,9 +49,14 @@ impl Table {
     }
 
     /// Widens every row to the current number of columns (rare: a new series appeared).
-    fn relayout(&mut self, cap: usize) {
+    fn relayout(&mut self) {
         let stride = self.columns.len();
-        let mut data = vec![f32::NAN; cap * stride];
+        let rows = if self.stride > 0 {
+            self.data.len() / self.stride
+        } else {
+            0
+        };
+        let mut data = vec![f32::NAN; rows * stride];
         if self.stride > 0 {
             for (row, old) in self.data.chunks_exact(self.stride).enumerate() {
                 data[row * stride..row * stride + self.stride].copy_from_slice(old);
@@ -69,9 +74,13 @@ impl Table {
             scratch.push(self.column_of(k, r).unwrap_or(u32::MAX));
         }
         if self.columns.len() != self.stride {
-            self.relayout(cap);
+            self.relayout();
         }
         if self.stride > 0 {
+            // Rows are allocated as they are first needed, up to `cap`.
+            if self.data.len() < (self.head + 1) * self.stride {
+                self.data.resize((self.head + 1) * self.stride, f32::NAN);
+            }
             let row = &mut self.data[self.head * self.stride..(self.head + 1) * self.stride];
             row.fill(f32::NAN);
             for (&c, r) in scratch.iter().zip(kept) {
