@@ -10,6 +10,7 @@ pub mod config;
 pub mod engine;
 pub mod event;
 pub mod format;
+pub mod headless;
 pub mod model;
 pub mod runtime;
 pub mod snapshot;

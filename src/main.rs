@@ -47,7 +47,8 @@ fn main() -> ExitCode {
                 Ok::<ExitCode, anyhow::Error>(ExitCode::SUCCESS)
             }
             Some(Command::Run { duration, .. }) => {
-                anyhow::bail!("headless mode arrives with the triggers work (duration {duration:?})")
+                lookout::headless::run(config, duration, std::io::stdout()).await?;
+                Ok(ExitCode::SUCCESS)
             }
             Some(Command::Check) | None => {
                 anyhow::bail!("the dashboard arrives with the UI work; use `lookout snapshot` meanwhile")

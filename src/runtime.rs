@@ -12,6 +12,7 @@ use crate::event::Event;
 use crate::model::{HostName, Update};
 use crate::snapshot::Snapshot;
 use crate::triggers::Command;
+use crate::triggers::action::{ActionRunner, ActionSettings};
 
 /// A running engine and its collectors.
 pub struct Running {
@@ -22,7 +23,11 @@ pub struct Running {
     /// Hosts whose connection a front end asked to re-open.
     pub reconnect: broadcast::Sender<HostName>,
     pub engine: JoinHandle<()>,
+    /// Runs the notification commands of trigger events (for every front end).
+    pub actions: ActionRunner,
     updates: mpsc::Sender<Update>,
+    /// Subscribed before the engine started, so the first front end misses no event.
+    first_events: Option<broadcast::Receiver<Event>>,
 }
 
 impl Running {
@@ -34,6 +39,13 @@ impl Running {
     /// Subscribe to events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()
+    }
+
+    /// Every event since the engine started (the first call; later calls subscribe from now).
+    pub fn subscribe_from_start(&mut self) -> broadcast::Receiver<Event> {
+        self.first_events
+            .take()
+            .unwrap_or_else(|| self.events.subscribe())
     }
 }
 
@@ -48,12 +60,23 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let (events_tx, _) = broadcast::channel(4096);
     let (reconnect_tx, _) = broadcast::channel(64);
-    let engine = Engine::new(config.clone(), clock);
+    let engine = Engine::new(config.clone(), clock.clone());
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::empty(config.general.interval)));
 
     for host in config.hosts.iter().filter(|h| h.via == Via::Local) {
         crate::collectors::local::spawn(host, config.general.interval, updates_tx.clone());
     }
+
+    let actions = ActionRunner::new(
+        ActionSettings {
+            timeout: config.general.action_timeout,
+            max_running: config.general.max_actions,
+        },
+        events_tx.clone(),
+        clock,
+    );
+    tokio::spawn(actions.clone().serve(events_tx.subscribe()));
+    let first_events = Some(events_tx.subscribe());
 
     let engine = tokio::spawn(engine::run(
         engine,
@@ -71,6 +94,8 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
         commands: commands_tx,
         reconnect: reconnect_tx,
         engine,
+        actions,
         updates: updates_tx,
+        first_events,
     }
 }

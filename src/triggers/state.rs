@@ -1,12 +1,22 @@
-//! The trigger state machine (to be completed with issue 5): one state per (rule, host,
-//! instance), driven by the engine's ticks.
+//! The trigger state machine: one line per (rule, host, instance) — one per rule for the
+//! `max-risk` scope and for aggregate rules — driven by the engine's ticks.
+//!
+//! A line's *phase* is `ok -> pending -> firing -> resolved -> ok`; on top of it an operator
+//! may acknowledge a firing line (no flashing, no repeats) or silence a line until a time
+//! (no notifications). Missing or stale data never moves a line: it keeps its phase and
+//! shows its value as `None`.
+//!
+//! Evaluation is built to run on every 250 ms tick over thousands of series: the series are
+//! grouped by metric once per tick into reused buffers, and only lines that are not `ok`
+//! are kept, so a quiet series costs a comparison and no lookup.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use serde::Serialize;
 
-use super::rule::Rule;
+use super::rule::{Aggregate, Condition, Rule, Scope, Severity};
+use crate::model::{CATALOGUE, HostStatus, Metric, Reading};
 use crate::snapshot::{HostView, MaxRiskLine};
 
 /// What a front end may ask of the triggers.
@@ -17,6 +27,7 @@ pub enum Command {
         host: String,
         instance: String,
     },
+    /// Mutes a line until `until` (a time not after now lifts an earlier silence).
     Silence {
         trigger: String,
         host: String,
@@ -36,13 +47,46 @@ pub enum TriggerState {
     /// The condition holds, waiting out `for`.
     Pending,
     Firing,
-    /// Back past `clear`; becomes `ok` on the next evaluation.
+    /// Back past `clear`; becomes `ok` after [`RESOLVED_SHOWN`] unless it breaches again.
     Resolved,
     /// Firing, but an operator acknowledged it: no flashing, no repeats.
     Acknowledged,
     /// Muted by an operator until `silenced_until`.
     Silenced,
 }
+
+impl TriggerState {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TriggerState::Ok => "ok",
+            TriggerState::Pending => "pending",
+            TriggerState::Firing => "firing",
+            TriggerState::Resolved => "resolved",
+            TriggerState::Acknowledged => "acknowledged",
+            TriggerState::Silenced => "silenced",
+        }
+    }
+    /// Order of the trigger panel: what needs attention first.
+    fn rank(self) -> u8 {
+        match self {
+            TriggerState::Firing => 0,
+            TriggerState::Acknowledged => 1,
+            TriggerState::Pending => 2,
+            TriggerState::Silenced => 3,
+            TriggerState::Resolved => 4,
+            TriggerState::Ok => 5,
+        }
+    }
+}
+
+impl std::fmt::Display for TriggerState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How long a resolved line stays listed before it becomes `ok`.
+pub const RESOLVED_SHOWN: Duration = Duration::from_secs(30);
 
 /// One trigger line as the snapshot shows it (states other than `ok` are listed).
 #[derive(Debug, Clone, Serialize)]
@@ -78,49 +122,950 @@ fn ser_opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S:
     }
 }
 
-/// A transition of one trigger.
+/// Why a line moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reason {
+    /// The condition started to hold.
+    Breach,
+    /// It held for `for`.
+    Held,
+    /// It stopped holding before `for` was over.
+    Dip,
+    /// The value is back past `clear`.
+    Cleared,
+    /// A resolved line has been shown long enough.
+    Settled,
+    /// Still firing, `repeat` is over: notify again.
+    Repeat,
+    /// Still firing; the notification held back by `cooldown` goes out now.
+    CooldownOver,
+    /// Still firing, but the maximal-risk line is now on another host or instance.
+    Moved,
+    Acknowledged,
+    Silenced,
+    SilenceEnded,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Breach => "breach",
+            Reason::Held => "held",
+            Reason::Dip => "dip",
+            Reason::Cleared => "cleared",
+            Reason::Settled => "settled",
+            Reason::Repeat => "repeat",
+            Reason::CooldownOver => "cooldown_over",
+            Reason::Moved => "moved",
+            Reason::Acknowledged => "acknowledged",
+            Reason::Silenced => "silenced",
+            Reason::SilenceEnded => "silence_ended",
+        }
+    }
+}
+
+/// A transition of one trigger line (or a notification while it keeps firing).
 #[derive(Debug, Clone, Serialize)]
 pub struct TriggerEvent {
     pub trigger: String,
+    pub previous: TriggerState,
+    pub state: TriggerState,
+    pub reason: Reason,
+    pub severity: Severity,
+    pub metric: Metric,
+    /// "" for an aggregate rule.
+    pub host: String,
+    pub instance: String,
+    /// None when there is no (fresh) data.
+    pub value: Option<f64>,
+    pub threshold: f64,
+    /// When the line entered `state` (for a repeat: when it started firing).
+    #[serde(serialize_with = "ser_time")]
+    pub since: SystemTime,
+    /// Whether this event is a notification: its action runs (when the rule has one) and,
+    /// for a firing one, the UI may ring the bell.
+    pub notify: bool,
+    /// Free text for the log (held back by cooldown, moved from, how many hosts).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+    #[serde(serialize_with = "ser_opt_time", skip_serializing_if = "Option::is_none")]
+    pub silenced_until: Option<SystemTime>,
+    /// The rule asked for the terminal bell and this is a firing notification.
+    #[serde(skip)]
+    pub bell: bool,
+    /// The command to run for this notification (`run` or `run_on_resolve`), unexpanded.
+    #[serde(skip)]
+    pub run: Option<Arc<[String]>>,
 }
 
 impl TriggerEvent {
     pub fn summary(&self) -> String {
-        self.trigger.clone()
+        let mut s = format!("{} {}", self.severity.as_str(), self.trigger);
+        if !self.host.is_empty() {
+            s.push(' ');
+            s.push_str(&self.host);
+        }
+        if !self.instance.is_empty() {
+            s.push(' ');
+            s.push_str(&self.instance);
+        }
+        s.push_str(&format!(": {} -> {}", self.previous, self.state));
+        if let Some(v) = self.value {
+            s.push_str(&format!(" at {}", format_value(v)));
+        }
+        if let Some(n) = &self.note {
+            s.push_str(&format!(" ({n})"));
+        }
+        s
+    }
+
+    /// A compact line used by the scenario tests:
+    /// `name @host instance: previous -> state [reason] notify`.
+    pub fn brief(&self) -> String {
+        let inst = if self.instance.is_empty() {
+            String::new()
+        } else {
+            format!(" {}", self.instance)
+        };
+        format!(
+            "{} @{}{inst}: {} -> {} [{}]{}",
+            self.trigger,
+            self.host,
+            self.previous,
+            self.state,
+            self.reason.as_str(),
+            if self.notify { " notify" } else { "" }
+        )
     }
 }
 
+/// A value as placeholders and summaries show it: at most 2 decimals, no trailing zeros.
+pub fn format_value(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        return format!("{v:.0}");
+    }
+    let s = format!("{v:.2}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+/// The phase of a line, beneath acknowledgement and silence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    Ok,
+    Pending,
+    Firing,
+    Resolved,
+}
+
+/// What one tick saw of a line's series.
+#[derive(Debug, Clone, Copy)]
+struct Obs {
+    value: f64,
+    breached: bool,
+    cleared: bool,
+}
+
+#[derive(Debug, Clone)]
+struct Line {
+    host: Option<u32>,
+    instance: Arc<str>,
+    phase: Phase,
+    /// When the phase began.
+    phase_since: SystemTime,
+    /// For pending: when `for` is over.
+    fires_at: Option<SystemTime>,
+    acked_at: Option<SystemTime>,
+    silenced_at: SystemTime,
+    silenced_until: Option<SystemTime>,
+    value: Option<f64>,
+    /// This tick's observation (None: no fresh data).
+    obs: Option<Obs>,
+    /// Last firing notification (kept across episodes for `cooldown`).
+    last_notified: Option<SystemTime>,
+    /// Whether the current firing episode has been notified (gates `run_on_resolve`).
+    episode_notified: bool,
+    note: Option<String>,
+}
+
+impl Line {
+    fn new(host: Option<u32>, instance: Arc<str>, now: SystemTime) -> Self {
+        Line {
+            host,
+            instance,
+            phase: Phase::Ok,
+            phase_since: now,
+            fires_at: None,
+            acked_at: None,
+            silenced_at: now,
+            silenced_until: None,
+            value: None,
+            obs: None,
+            last_notified: None,
+            episode_notified: false,
+            note: None,
+        }
+    }
+
+    fn silenced(&self, now: SystemTime) -> bool {
+        self.silenced_until.is_some_and(|u| u > now)
+    }
+
+    /// The state beneath a silence.
+    fn underlying(&self) -> TriggerState {
+        match self.phase {
+            Phase::Ok => TriggerState::Ok,
+            Phase::Pending => TriggerState::Pending,
+            Phase::Firing if self.acked_at.is_some() => TriggerState::Acknowledged,
+            Phase::Firing => TriggerState::Firing,
+            Phase::Resolved => TriggerState::Resolved,
+        }
+    }
+
+    fn shown(&self, now: SystemTime) -> TriggerState {
+        if self.silenced(now) {
+            TriggerState::Silenced
+        } else {
+            self.underlying()
+        }
+    }
+
+    fn shown_since(&self, now: SystemTime) -> SystemTime {
+        match (self.shown(now), self.acked_at) {
+            (TriggerState::Silenced, _) => self.silenced_at,
+            (TriggerState::Acknowledged, Some(t)) => t,
+            _ => self.phase_since,
+        }
+    }
+
+    /// Whether the line can be forgotten: ok, not silenced, no cooldown to remember.
+    fn idle(&self, now: SystemTime, cooldown: Duration) -> bool {
+        self.phase == Phase::Ok
+            && self.silenced_until.is_none()
+            && self.last_notified.is_none_or(|t| t + cooldown <= now)
+    }
+}
+
+/// Per-rule state.
+#[derive(Debug, Default)]
+struct RuleState {
+    /// `each` lines by host index (allocated on the first line).
+    by_host: Vec<Vec<Line>>,
+    /// Hosts that have lines, in no particular order.
+    active_hosts: Vec<u32>,
+    /// The one line of a `max-risk` or aggregate rule.
+    single: Option<Line>,
+    /// Host mask from the rule's selectors (empty: all hosts).
+    selected: Vec<bool>,
+    run: Option<Arc<[String]>>,
+    run_on_resolve: Option<Arc<[String]>>,
+}
+
+/// Every rule's lines.
 pub struct TriggerSet {
     rules: Vec<Rule>,
+    states: Vec<RuleState>,
+    interval: Duration,
     changed: bool,
+    /// Host names of the views last seen, to notice a different host list.
+    host_names: Vec<crate::model::HostName>,
+    /// Per-tick scratch, reused: series grouped by metric.
+    offsets: Vec<u32>,
+    entries: Vec<(u32, u32)>,
+    cursor: Vec<u32>,
+    fresh: Vec<bool>,
+    /// The time of the last evaluation or command (what `views` judges silences by).
+    now: SystemTime,
+}
+
+/// One observation of a series, found during the per-tick scan.
+struct Found<'a> {
+    host: u32,
+    reading: &'a Reading,
 }
 
 impl TriggerSet {
-    pub fn new(rules: Vec<Rule>, _interval: Duration) -> Self {
+    pub fn new(rules: Vec<Rule>, interval: Duration) -> Self {
+        let states = rules
+            .iter()
+            .map(|r| RuleState {
+                run: (!r.run.is_empty()).then(|| Arc::from(r.run.clone())),
+                run_on_resolve: (!r.run_on_resolve.is_empty()).then(|| Arc::from(r.run_on_resolve.clone())),
+                ..RuleState::default()
+            })
+            .collect();
         TriggerSet {
             rules,
+            states,
+            interval,
             changed: false,
+            host_names: Vec::new(),
+            offsets: Vec::new(),
+            entries: Vec::new(),
+            cursor: Vec::new(),
+            fresh: Vec::new(),
+            now: SystemTime::UNIX_EPOCH,
         }
     }
+
     pub fn rules(&self) -> &[Rule] {
         &self.rules
     }
+
+    /// Re-maps host selectors when the list of hosts differs from the last evaluation.
+    fn sync_hosts(&mut self, hosts: &[Arc<HostView>]) {
+        let same = self.host_names.len() == hosts.len()
+            && self
+                .host_names
+                .iter()
+                .zip(hosts)
+                .all(|(a, h)| Arc::ptr_eq(a, &h.name) || *a == h.name);
+        if same {
+            return;
+        }
+        self.host_names = hosts.iter().map(|h| h.name.clone()).collect();
+        for (rule, st) in self.rules.iter().zip(&mut self.states) {
+            st.selected = match &rule.hosts {
+                None => Vec::new(),
+                Some(_) => hosts.iter().map(|h| rule.applies_to_host(&h.name)).collect(),
+            };
+            // Host indexes changed meaning: start the per-host lines afresh.
+            st.by_host.clear();
+            st.active_hosts.clear();
+            if let Some(l) = &mut st.single {
+                l.host = None;
+            }
+        }
+    }
+
+    /// Groups every current reading by metric into the reused scratch buffers.
+    fn index(&mut self, now: SystemTime, hosts: &[Arc<HostView>]) {
+        let n = CATALOGUE.len();
+        self.offsets.clear();
+        self.offsets.resize(n + 1, 0);
+        self.fresh.clear();
+        for h in hosts {
+            self.fresh.push(!h.is_stale(now, self.interval));
+            for r in &h.metrics {
+                self.offsets[r.metric as usize + 1] += 1;
+            }
+        }
+        for i in 0..n {
+            self.offsets[i + 1] += self.offsets[i];
+        }
+        let total = self.offsets[n] as usize;
+        self.entries.clear();
+        self.entries.resize(total, (0, 0));
+        // Fill using a moving cursor per metric.
+        self.cursor.clear();
+        self.cursor.extend_from_slice(&self.offsets[..n]);
+        for (hi, h) in hosts.iter().enumerate() {
+            for (ri, r) in h.metrics.iter().enumerate() {
+                let m = r.metric as usize;
+                self.entries[self.cursor[m] as usize] = (hi as u32, ri as u32);
+                self.cursor[m] += 1;
+            }
+        }
+    }
+
+    /// Evaluates every rule against the current views; returns the transitions.
     pub fn evaluate(
         &mut self,
-        _now: SystemTime,
-        _hosts: &[Arc<HostView>],
+        now: SystemTime,
+        hosts: &[Arc<HostView>],
         _max_risk: &[MaxRiskLine],
     ) -> Vec<TriggerEvent> {
-        Vec::new()
+        self.now = now;
+        self.sync_hosts(hosts);
+        self.index(now, hosts);
+        let mut events = Vec::new();
+        let mut changed = false;
+        for ri in 0..self.rules.len() {
+            let rule = &self.rules[ri];
+            let st = &mut self.states[ri];
+            let m = rule.metric as usize;
+            let series = &self.entries[self.offsets[m] as usize..self.offsets[m + 1] as usize];
+            let ctx = Ctx {
+                rule,
+                run: &st.run,
+                run_on_resolve: &st.run_on_resolve,
+                now,
+                hosts,
+            };
+            let usable = |hi: u32, r: &Reading| -> bool {
+                let h = hi as usize;
+                (st.selected.is_empty() || st.selected[h])
+                    && (self.fresh[h] || (r.metric == Metric::HostUp && answered(&hosts[h])))
+                    && rule.matches_instance(&r.instance)
+            };
+            if let Some(agg) = rule.aggregate {
+                let obs = aggregate(rule, agg, series, hosts, &usable, &st.selected);
+                let line = st
+                    .single
+                    .get_or_insert_with(|| Line::new(None, crate::model::empty_instance(), now));
+                let (o, note) = obs.unzip();
+                line.obs = o;
+                line.note = note;
+                changed |= step(&ctx, line, &mut events);
+                continue;
+            }
+            match rule.scope {
+                Scope::MaxRisk => {
+                    let mut worst: Option<Found> = None;
+                    for &(hi, idx) in series {
+                        let r = &hosts[hi as usize].metrics[idx as usize];
+                        if !usable(hi, r) {
+                            continue;
+                        }
+                        if worst
+                            .as_ref()
+                            .is_none_or(|w| worse(rule.condition, r.value, w.reading.value))
+                        {
+                            worst = Some(Found { host: hi, reading: r });
+                        }
+                    }
+                    let line = st
+                        .single
+                        .get_or_insert_with(|| Line::new(None, crate::model::empty_instance(), now));
+                    line.obs = worst.as_ref().map(|w| observe(rule, w.reading.value));
+                    if let Some(w) = worst {
+                        let moved = line.host != Some(w.host) || *line.instance != *w.reading.instance;
+                        if moved {
+                            let from = line
+                                .host
+                                .map(|h| describe(&hosts[h as usize].name, &line.instance));
+                            line.host = Some(w.host);
+                            line.instance = w.reading.instance.clone();
+                            line.value = Some(w.reading.value);
+                            changed = true;
+                            if line.phase == Phase::Firing
+                                && let Some(from) = from
+                            {
+                                events.push(ctx.event(
+                                    line,
+                                    line.underlying(),
+                                    Reason::Moved,
+                                    false,
+                                    Some(format!("moved from {from}")),
+                                ));
+                            }
+                        }
+                    }
+                    changed |= step(&ctx, line, &mut events);
+                }
+                Scope::Each => {
+                    for &(hi, idx) in series {
+                        let r = &hosts[hi as usize].metrics[idx as usize];
+                        if !usable(hi, r) {
+                            continue;
+                        }
+                        let obs = observe(rule, r.value);
+                        let h = hi as usize;
+                        let has_lines = st.by_host.get(h).is_some_and(|v| !v.is_empty());
+                        if !obs.breached && !has_lines {
+                            continue;
+                        }
+                        if st.by_host.len() < hosts.len() {
+                            st.by_host.resize_with(hosts.len(), Vec::new);
+                        }
+                        let lines = &mut st.by_host[h];
+                        match lines.iter_mut().find(|l| *l.instance == *r.instance) {
+                            Some(l) => l.obs = Some(obs),
+                            None if obs.breached => {
+                                if lines.is_empty() {
+                                    st.active_hosts.push(hi);
+                                }
+                                let mut l = Line::new(Some(hi), r.instance.clone(), now);
+                                l.obs = Some(obs);
+                                lines.push(l);
+                            }
+                            None => {}
+                        }
+                    }
+                    let cooldown = rule.cooldown;
+                    let mut k = 0;
+                    while k < st.active_hosts.len() {
+                        let h = st.active_hosts[k] as usize;
+                        let lines = &mut st.by_host[h];
+                        for l in lines.iter_mut() {
+                            changed |= step(&ctx, l, &mut events);
+                            l.obs = None;
+                        }
+                        lines.retain(|l| !l.idle(now, cooldown));
+                        if lines.is_empty() {
+                            st.active_hosts.swap_remove(k);
+                        } else {
+                            k += 1;
+                        }
+                    }
+                }
+            }
+        }
+        self.changed |= changed || !events.is_empty();
+        events
     }
-    pub fn command(&mut self, _cmd: &Command, _now: SystemTime) -> Vec<TriggerEvent> {
-        Vec::new()
+
+    /// Applies an operator's command; returns the transitions it caused.
+    pub fn command(&mut self, cmd: &Command, now: SystemTime) -> Vec<TriggerEvent> {
+        let (trigger, host, instance, until) = match cmd {
+            Command::Acknowledge {
+                trigger,
+                host,
+                instance,
+            } => (trigger, host, instance, None),
+            Command::Silence {
+                trigger,
+                host,
+                instance,
+                until,
+            } => (trigger, host, instance, Some(*until)),
+            Command::Reconnect { .. } => return Vec::new(),
+        };
+        self.now = self.now.max(now);
+        let mut events = Vec::new();
+        let host_index = self.host_names.iter().position(|h| **h == **host);
+        for ri in 0..self.rules.len() {
+            let rule = &self.rules[ri];
+            if rule.name != *trigger {
+                continue;
+            }
+            let st = &mut self.states[ri];
+            let ctx = Ctx {
+                rule,
+                run: &st.run,
+                run_on_resolve: &st.run_on_resolve,
+                now,
+                hosts: &[],
+            };
+            let names = &self.host_names;
+            let line: &mut Line = if rule.aggregate.is_some() || rule.scope == Scope::MaxRisk {
+                st.single
+                    .get_or_insert_with(|| Line::new(None, crate::model::empty_instance(), now))
+            } else {
+                let Some(hi) = host_index else { continue };
+                if st.by_host.len() < names.len() {
+                    st.by_host.resize_with(names.len(), Vec::new);
+                }
+                let lines = &mut st.by_host[hi];
+                let pos = match lines.iter().position(|l| *l.instance == **instance) {
+                    Some(p) => p,
+                    // Silencing a quiet line ahead of time (maintenance) creates it.
+                    None if until.is_some() => {
+                        if lines.is_empty() {
+                            st.active_hosts.push(hi as u32);
+                        }
+                        lines.push(Line::new(Some(hi as u32), Arc::from(instance.as_str()), now));
+                        lines.len() - 1
+                    }
+                    None => continue,
+                };
+                &mut lines[pos]
+            };
+            let host_name = line.host.and_then(|h| names.get(h as usize)).cloned();
+            let ctx = CmdCtx {
+                ctx: &ctx,
+                host: host_name.as_deref().unwrap_or(""),
+            };
+            match until {
+                None => {
+                    if line.phase == Phase::Firing && line.acked_at.is_none() {
+                        let previous = line.underlying();
+                        line.acked_at = Some(now);
+                        events.push(ctx.event(line, previous, Reason::Acknowledged));
+                    }
+                }
+                Some(until) if until > now => {
+                    let previous = line.shown(now);
+                    line.silenced_until = Some(until);
+                    line.silenced_at = now;
+                    events.push(ctx.event(line, previous, Reason::Silenced));
+                }
+                Some(_) => {
+                    if line.silenced(now) {
+                        line.silenced_until = None;
+                        events.push(ctx.event(line, TriggerState::Silenced, Reason::SilenceEnded));
+                    }
+                }
+            }
+        }
+        if !events.is_empty() {
+            self.changed = true;
+        }
+        events
     }
+
+    /// Every line that is not `ok`, most urgent first.
     pub fn views(&self) -> Vec<TriggerView> {
-        Vec::new()
+        let mut out = Vec::new();
+        let now = self.now;
+        for (rule, st) in self.rules.iter().zip(&self.states) {
+            let mut push = |l: &Line| {
+                let state = l.shown(now);
+                if state == TriggerState::Ok {
+                    return;
+                }
+                let host = l
+                    .host
+                    .and_then(|h| self.host_names.get(h as usize))
+                    .map(|h| h.to_string())
+                    .unwrap_or_default();
+                out.push(TriggerView {
+                    name: rule.name.clone(),
+                    state,
+                    severity: rule.severity,
+                    metric: rule.metric,
+                    host,
+                    instance: l.instance.to_string(),
+                    value: l.value,
+                    threshold: shown_threshold(rule),
+                    since: l.shown_since(now),
+                    fires_at: if l.phase == Phase::Pending {
+                        l.fires_at
+                    } else {
+                        None
+                    },
+                    silenced_until: l.silenced_until.filter(|_| state == TriggerState::Silenced),
+                });
+            };
+            if let Some(l) = &st.single {
+                push(l);
+            }
+            for &h in &st.active_hosts {
+                for l in &st.by_host[h as usize] {
+                    push(l);
+                }
+            }
+        }
+        out.sort_by(|a, b| {
+            a.state
+                .rank()
+                .cmp(&b.state.rank())
+                .then(b.severity.cmp(&a.severity))
+                .then_with(|| a.name.cmp(&b.name))
+                .then_with(|| a.host.cmp(&b.host))
+                .then_with(|| a.instance.cmp(&b.instance))
+        });
+        out
     }
+
     /// Whether views changed since the last call (countdowns, flashing state).
     pub fn take_changed(&mut self) -> bool {
         std::mem::take(&mut self.changed)
+    }
+}
+
+/// The threshold shown with a line: the count or share of hosts for an aggregate rule.
+fn shown_threshold(rule: &Rule) -> f64 {
+    match rule.aggregate {
+        Some(Aggregate::AtLeast(n)) => n as f64,
+        Some(Aggregate::Percent(p)) => p,
+        None => rule.condition.threshold(),
+    }
+}
+
+/// Whether a host has ever answered: before that, a host still connecting has no
+/// `host.up` to judge (it is not down yet, it is unknown).
+fn answered(h: &HostView) -> bool {
+    !(h.status == HostStatus::Connecting && h.rounds == 0)
+}
+
+fn describe(host: &str, instance: &str) -> String {
+    if instance.is_empty() {
+        host.to_string()
+    } else {
+        format!("{host} {instance}")
+    }
+}
+
+/// Whether `a` is further past the rule's threshold than `b` (the maximal-risk direction
+/// of the condition: highest for `above`, lowest for `below`).
+fn worse(c: Condition, a: f64, b: f64) -> bool {
+    match c {
+        Condition::Above(_) => a > b,
+        Condition::Below(_) => a < b,
+    }
+}
+
+fn observe(rule: &Rule, value: f64) -> Obs {
+    Obs {
+        value,
+        breached: rule.condition.breached(value),
+        cleared: rule.condition.cleared(value, rule.clear),
+    }
+}
+
+/// An aggregate rule's observation: how many (or what share of the) selected hosts with
+/// fresh data breach; it clears when fewer than needed are still past `clear`.
+fn aggregate(
+    rule: &Rule,
+    agg: Aggregate,
+    series: &[(u32, u32)],
+    hosts: &[Arc<HostView>],
+    usable: &dyn Fn(u32, &Reading) -> bool,
+    selected: &[bool],
+) -> Option<(Obs, String)> {
+    let (mut with_data, mut breaching, mut uncleared) = (0usize, 0usize, 0usize);
+    let mut current: Option<(u32, bool, bool)> = None;
+    let mut flush = |c: Option<(u32, bool, bool)>| {
+        if let Some((_, b, u)) = c {
+            with_data += 1;
+            breaching += usize::from(b);
+            uncleared += usize::from(u);
+        }
+    };
+    // Series are grouped by host in order, so one pass folds each host's instances.
+    for &(hi, idx) in series {
+        let r = &hosts[hi as usize].metrics[idx as usize];
+        if !usable(hi, r) {
+            continue;
+        }
+        let b = rule.condition.breached(r.value);
+        let u = !rule.condition.cleared(r.value, rule.clear);
+        match &mut current {
+            Some((h, cb, cu)) if *h == hi => {
+                *cb |= b;
+                *cu |= u;
+            }
+            _ => {
+                flush(current.take());
+                current = Some((hi, b, u));
+            }
+        }
+    }
+    flush(current);
+    if with_data == 0 {
+        return None;
+    }
+    let selected_count = if selected.is_empty() {
+        hosts.len()
+    } else {
+        selected.iter().filter(|s| **s).count()
+    };
+    let verb = match rule.condition {
+        Condition::Above(t) => format!("above {}", format_value(t)),
+        Condition::Below(t) => format!("below {}", format_value(t)),
+    };
+    let note = format!("{breaching} of {with_data} hosts with data {verb} ({selected_count} selected)");
+    let obs = match agg {
+        Aggregate::AtLeast(n) => Obs {
+            value: breaching as f64,
+            breached: breaching >= n,
+            cleared: uncleared < n,
+        },
+        Aggregate::Percent(p) => {
+            let pct = |k: usize| 100.0 * k as f64 / with_data as f64;
+            Obs {
+                value: pct(breaching),
+                breached: pct(breaching) >= p,
+                cleared: pct(uncleared) < p,
+            }
+        }
+    };
+    Some((obs, note))
+}
+
+/// What an evaluation of one rule needs to build events.
+struct Ctx<'a> {
+    rule: &'a Rule,
+    run: &'a Option<Arc<[String]>>,
+    run_on_resolve: &'a Option<Arc<[String]>>,
+    now: SystemTime,
+    hosts: &'a [Arc<HostView>],
+}
+
+impl Ctx<'_> {
+    fn host_name(&self, line: &Line) -> String {
+        line.host
+            .and_then(|h| self.hosts.get(h as usize))
+            .map(|h| h.name.to_string())
+            .unwrap_or_default()
+    }
+
+    fn event(
+        &self,
+        line: &Line,
+        previous: TriggerState,
+        reason: Reason,
+        notify: bool,
+        note: Option<String>,
+    ) -> TriggerEvent {
+        let state = line.underlying();
+        let run = match (notify, state) {
+            (false, _) => None,
+            (true, TriggerState::Resolved) => self.run_on_resolve.clone(),
+            (true, _) => self.run.clone(),
+        };
+        TriggerEvent {
+            trigger: self.rule.name.clone(),
+            previous,
+            state,
+            reason,
+            severity: self.rule.severity,
+            metric: self.rule.metric,
+            host: self.host_name(line),
+            instance: line.instance.to_string(),
+            value: line.value,
+            threshold: shown_threshold(self.rule),
+            since: line.phase_since,
+            notify,
+            note: note.or_else(|| line.note.clone()),
+            silenced_until: line.silenced_until.filter(|_| line.silenced(self.now)),
+            bell: notify && self.rule.bell && state == TriggerState::Firing,
+            run,
+        }
+    }
+}
+
+/// A command's view of a line (the host name comes from the set, not from views).
+struct CmdCtx<'a> {
+    ctx: &'a Ctx<'a>,
+    host: &'a str,
+}
+
+impl CmdCtx<'_> {
+    fn event(&self, line: &Line, previous: TriggerState, reason: Reason) -> TriggerEvent {
+        let mut e = self.ctx.event(line, previous, reason, false, None);
+        e.host = self.host.to_string();
+        e.state = match reason {
+            Reason::Acknowledged => TriggerState::Acknowledged,
+            Reason::Silenced => TriggerState::Silenced,
+            _ => line.underlying(),
+        };
+        e.since = line.shown_since(self.ctx.now);
+        e
+    }
+}
+
+/// Whether a firing notification may go out now (not silenced, acknowledged, or within
+/// the cooldown of the last one).
+fn may_notify(rule: &Rule, line: &Line, now: SystemTime) -> bool {
+    !line.silenced(now)
+        && line.acked_at.is_none()
+        && line.last_notified.is_none_or(|t| t + rule.cooldown <= now)
+}
+
+/// Advances one line by one tick. Returns whether its view changed.
+fn step(ctx: &Ctx, line: &mut Line, events: &mut Vec<TriggerEvent>) -> bool {
+    let rule = ctx.rule;
+    let now = ctx.now;
+    let mut changed = false;
+    let value = line.obs.map(|o| o.value);
+    if value != line.value {
+        line.value = value;
+        changed = line.phase != Phase::Ok || line.silenced_until.is_some();
+    }
+    // A silence that ran out: a line still firing and never announced is announced now.
+    if let Some(until) = line.silenced_until
+        && until <= now
+    {
+        line.silenced_until = None;
+        let notify = line.phase == Phase::Firing
+            && line.obs.is_some()
+            && !line.episode_notified
+            && may_notify(rule, line, now);
+        if notify {
+            line.last_notified = Some(now);
+            line.episode_notified = true;
+        }
+        events.push(ctx.event(line, TriggerState::Silenced, Reason::SilenceEnded, notify, None));
+        changed = true;
+    }
+    let before = line.underlying();
+    match (line.phase, line.obs) {
+        // No fresh data: nothing moves (it is neither a breach nor OK).
+        (_, None) => {}
+        (Phase::Ok | Phase::Resolved, Some(o)) if o.breached => {
+            line.acked_at = None;
+            line.episode_notified = false;
+            line.phase_since = now;
+            if rule.hold.is_zero() {
+                fire(ctx, line, before, Reason::Breach, events);
+            } else {
+                line.phase = Phase::Pending;
+                line.fires_at = Some(now + rule.hold);
+                events.push(ctx.event(line, before, Reason::Breach, false, None));
+            }
+            return true;
+        }
+        (Phase::Pending, Some(o)) if !o.breached => {
+            line.phase = Phase::Ok;
+            line.phase_since = now;
+            line.fires_at = None;
+            events.push(ctx.event(line, before, Reason::Dip, false, None));
+            return true;
+        }
+        (Phase::Pending, Some(_)) if line.fires_at.is_some_and(|t| t <= now) => {
+            line.phase_since = now;
+            fire(ctx, line, before, Reason::Held, events);
+            return true;
+        }
+        (Phase::Firing, Some(o)) if o.cleared => {
+            let notify = line.episode_notified && !line.silenced(now) && ctx.run_on_resolve.is_some();
+            line.phase = Phase::Resolved;
+            line.phase_since = now;
+            line.acked_at = None;
+            events.push(ctx.event(line, before, Reason::Cleared, notify, None));
+            return true;
+        }
+        _ => {}
+    }
+    match line.phase {
+        Phase::Resolved if line.phase_since + RESOLVED_SHOWN <= now => {
+            line.phase = Phase::Ok;
+            line.phase_since = now;
+            events.push(ctx.event(line, before, Reason::Settled, false, None));
+            changed = true;
+        }
+        // Still firing on fresh data: a held-back notification, or a repeat.
+        Phase::Firing if line.obs.is_some() && may_notify(rule, line, now) => {
+            let reason = if !line.episode_notified {
+                Some(Reason::CooldownOver)
+            } else {
+                rule.repeat
+                    .filter(|r| line.last_notified.is_some_and(|t| t + *r <= now))
+                    .map(|_| Reason::Repeat)
+            };
+            if let Some(reason) = reason {
+                line.last_notified = Some(now);
+                line.episode_notified = true;
+                events.push(ctx.event(line, before, reason, true, None));
+                changed = true;
+            }
+        }
+        _ => {}
+    }
+    changed
+}
+
+/// Enters `firing`, notifying unless silenced, acknowledged or within the cooldown.
+fn fire(ctx: &Ctx, line: &mut Line, before: TriggerState, reason: Reason, events: &mut Vec<TriggerEvent>) {
+    line.phase = Phase::Firing;
+    line.fires_at = None;
+    let notify = may_notify(ctx.rule, line, ctx.now);
+    let note = match line.last_notified {
+        Some(t) if !notify && !line.silenced(ctx.now) => Some(format!(
+            "notification held back by cooldown until {}",
+            crate::model::rfc3339(t + ctx.rule.cooldown)
+        )),
+        _ => None,
+    };
+    if notify {
+        line.last_notified = Some(ctx.now);
+        line.episode_notified = true;
+    }
+    events.push(ctx.event(line, before, reason, notify, note));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_value;
+
+    #[test]
+    fn values_have_at_most_two_decimals() {
+        assert_eq!(format_value(90.0), "90");
+        assert_eq!(format_value(97.25), "97.25");
+        assert_eq!(format_value(1.0 / 3.0), "0.33");
+        assert_eq!(format_value(2.5), "2.5");
+        assert_eq!(format_value(64e9), "64000000000");
     }
 }
