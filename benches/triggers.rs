@@ -2,14 +2,13 @@
 //! instance patterns) over 1,000 hosts x 60 series, in a steady state where about 2% of
 //! the series breach (so lines are pending and firing). Target: < 5 ms per tick.
 
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use lookout::config::Via;
 use lookout::model::{HostName, HostStatus, Metric, Reading};
 use lookout::snapshot::HostView;
-use lookout::store::HostHistory;
 use lookout::triggers::TriggerSet;
 use lookout::triggers::rule::{Aggregate, Condition, Rule, Scope, Severity};
 
@@ -87,16 +86,10 @@ fn host(i: usize, now: SystemTime) -> Arc<HostView> {
     ));
     assert_eq!(m.len(), 60);
     Arc::new(HostView {
-        name: HostName::from(format!("host{i:04}")),
         group: Some(if i.is_multiple_of(2) { "web" } else { "db" }.to_string()),
-        via: Via::Ssh,
-        status: HostStatus::Up,
-        error: None,
         last_update: Some(now),
         rounds: 10,
-        metrics: m,
-        processes: Vec::new(),
-        history: Arc::new(RwLock::new(HostHistory::new(2))),
+        ..HostView::new(&format!("host{i:04}"), Via::Ssh, HostStatus::Up, m)
     })
 }
 

@@ -123,7 +123,8 @@ impl Engine {
             processes,
             ..
         } = sample;
-        readings.retain(|r| r.value.is_finite());
+        // host.up is the engine's to derive from the status, whatever a source says.
+        readings.retain(|r| r.value.is_finite() && r.metric != Metric::HostUp);
         let h = &mut self.hosts[i];
         let mut rates = Vec::new();
         h.rates.derive(&readings, now, &mut rates);

@@ -17,3 +17,4 @@ pub mod snapshot;
 pub mod store;
 pub mod suggest;
 pub mod triggers;
+pub mod ui;

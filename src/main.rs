@@ -16,6 +16,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Key bindings and the theme are the dashboard's to validate; `check` reports them too.
+    if let Err(e) = lookout::ui::prepare(&config, cli.theme.as_deref()) {
+        eprintln!("{e}");
+        return ExitCode::from(2);
+    }
     if let Some(Command::Check) = cli.command {
         print!("{}", commands::check_report(&config));
         return ExitCode::SUCCESS;
@@ -50,18 +55,32 @@ fn main() -> ExitCode {
                 lookout::headless::run(config, duration, std::io::stdout()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Some(Command::Check) | None => {
-                anyhow::bail!("the dashboard arrives with the UI work; use `lookout snapshot` meanwhile")
+            None => {
+                lookout::ui::run(config, cli.theme.as_deref()).await?;
+                Ok(ExitCode::SUCCESS)
             }
+            Some(Command::Check) => Ok(ExitCode::SUCCESS),
         }
     });
     // Collector threads block in sysinfo; do not wait for them.
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     match result {
         Ok(code) => code,
+        // `lookout snapshot --json | head` closing the pipe early is not an error.
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("lookout: {e:#}");
             ExitCode::FAILURE
         }
     }
+}
+
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            || c.downcast_ref::<serde_json::Error>()
+                .and_then(|j| j.io_error_kind())
+                .is_some_and(|k| k == std::io::ErrorKind::BrokenPipe)
+    })
 }

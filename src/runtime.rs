@@ -66,6 +66,15 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     for host in config.hosts.iter().filter(|h| h.via == Via::Local) {
         crate::collectors::local::spawn(host, config.general.interval, updates_tx.clone());
     }
+    let ping_targets = crate::collectors::ping::targets(&config);
+    if !ping_targets.is_empty() {
+        crate::collectors::ping::spawn(
+            ping_targets,
+            config.ping.clone(),
+            config.general.interval,
+            updates_tx.clone(),
+        );
+    }
 
     let actions = ActionRunner::new(
         ActionSettings {
@@ -77,6 +86,7 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     );
     tokio::spawn(actions.clone().serve(events_tx.subscribe()));
     let first_events = Some(events_tx.subscribe());
+    crate::collectors::ssh::spawn_all(&config, &updates_tx, &reconnect_tx);
 
     let engine = tokio::spawn(engine::run(
         engine,

@@ -36,13 +36,47 @@ pub struct HostView {
 }
 
 impl HostView {
+    /// A view of a host with the given status and system readings (`host.up` follows the
+    /// status). For front-end tests and benchmarks; the engine builds its own.
+    pub fn new(name: &str, via: Via, status: HostStatus, readings: Vec<Reading>) -> Self {
+        HostView {
+            name: HostName::from(name),
+            group: None,
+            via,
+            status,
+            error: None,
+            last_update: None,
+            rounds: 0,
+            up: Reading::host(Metric::HostUp, if status == HostStatus::Up { 1.0 } else { 0.0 }),
+            system: Arc::from(readings),
+            ping: Arc::from([]),
+            external: Arc::from([]),
+            processes: Arc::from([]),
+            history: SharedHistory::default(),
+        }
+    }
+
     /// Every current value: `host.up` first, then system metrics (with rates), then ping,
     /// then external ones.
     pub fn metrics(&self) -> impl Iterator<Item = &Reading> + Clone {
         std::iter::once(&self.up)
             .chain(self.system.iter())
             .chain(self.ping.iter())
-            .chain(self.external.iter().filter(|r| r.metric != Metric::HostUp))
+            .chain(self.external.iter())
+    }
+    /// The `i`-th reading of [`metrics`](Self::metrics), without walking the others.
+    pub fn reading(&self, i: usize) -> Option<&Reading> {
+        if i == 0 {
+            return Some(&self.up);
+        }
+        let mut i = i - 1;
+        for part in [&self.system, &self.ping, &self.external] {
+            if i < part.len() {
+                return part.get(i);
+            }
+            i -= part.len();
+        }
+        None
     }
     pub fn value(&self, metric: Metric, instance: &str) -> Option<f64> {
         self.metrics()

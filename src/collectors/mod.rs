@@ -2,7 +2,10 @@
 //! never touch the UI or the triggers. Errors become host status, never a crash.
 
 pub mod local;
+pub mod ping;
 pub mod procfs;
+pub mod remote;
+pub mod ssh;
 
 /// Whether a process is one of a watched name: its name is the watched name, or its
 /// `argv[0]` is (by basename, or as a daemon title such as `sshd: alice`), or — for a watched

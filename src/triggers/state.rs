@@ -446,7 +446,7 @@ impl TriggerSet {
         self.fresh.clear();
         for h in hosts {
             self.fresh.push(!h.is_stale(now, self.interval));
-            for r in &h.metrics {
+            for r in h.metrics() {
                 self.offsets[r.metric as usize + 1] += 1;
             }
         }
@@ -460,7 +460,7 @@ impl TriggerSet {
         self.cursor.clear();
         self.cursor.extend_from_slice(&self.offsets[..n]);
         for (hi, h) in hosts.iter().enumerate() {
-            for (ri, r) in h.metrics.iter().enumerate() {
+            for (ri, r) in h.metrics().enumerate() {
                 let m = r.metric as usize;
                 self.entries[self.cursor[m] as usize] = (hi as u32, ri as u32);
                 self.cursor[m] += 1;
@@ -513,7 +513,9 @@ impl TriggerSet {
                 Scope::MaxRisk => {
                     let mut worst: Option<Found> = None;
                     for &(hi, idx) in series {
-                        let r = &hosts[hi as usize].metrics[idx as usize];
+                        let Some(r) = hosts[hi as usize].reading(idx as usize) else {
+                            continue;
+                        };
                         if !usable(hi, r) {
                             continue;
                         }
@@ -555,7 +557,9 @@ impl TriggerSet {
                 }
                 Scope::Each => {
                     for &(hi, idx) in series {
-                        let r = &hosts[hi as usize].metrics[idx as usize];
+                        let Some(r) = hosts[hi as usize].reading(idx as usize) else {
+                            continue;
+                        };
                         if !usable(hi, r) {
                             continue;
                         }
@@ -815,7 +819,9 @@ fn aggregate(
     };
     // Series are grouped by host in order, so one pass folds each host's instances.
     for &(hi, idx) in series {
-        let r = &hosts[hi as usize].metrics[idx as usize];
+        let Some(r) = hosts[hi as usize].reading(idx as usize) else {
+            continue;
+        };
         if !usable(hi, r) {
             continue;
         }

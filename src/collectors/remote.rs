@@ -1,0 +1,708 @@
+//! What lookout runs on a remote host, and the pure parser that turns its output into the
+//! same catalogue readings the local collector emits.
+//!
+//! # The remote command
+//!
+//! [`command`] is one POSIX `sh` script started once per SSH session. It reads a line on
+//! stdin (a request id: digits) and answers each line with one *sample* tagged with that id;
+//! it exits at end of input. The collector
+//! either keeps it running and writes a newline every interval (streaming, the default), or
+//! starts it per poll with a single newline followed by EOF (exec per poll); both modes see
+//! exactly the same output. Everything printed on stderr is discarded.
+//!
+//! # The sample format (a contract: the fleet simulator emulates it)
+//!
+//! ```text
+//! @@lookout 1 <shell pid> <CLK_TCK> <PAGESIZE> <request id>
+//! ==> /proc/stat <==
+//! ...the file...
+//!
+//! ==> /proc/meminfo <==
+//! ...
+//! (then /proc/loadavg, /proc/uptime, /proc/net/dev, /proc/mounts the same way)
+//! @@df
+//! ...the output of `df -P -k`...
+//! @@procs                       (only when processes are watched on this host)
+//! ==> /proc/<pid>/stat <==      (first line of every /proc/<pid>/stat,
+//! ...                            then of every /proc/<pid>/statm,
+//! ==> /proc/<pid>/cmdline <==    then every /proc/<pid>/cmdline, NUL-separated)
+//! ...
+//! @@end <request id>
+//! ```
+//!
+//! The `==> FILE <==` headers are those POSIX `head` prints for several files (each header
+//! after the first is preceded by an empty line), so one `head` process reads all the /proc
+//! files of a sample. Section order does not matter to the parser, unknown sections are
+//! ignored, and empty lines are insignificant. A line `@@end <request id>` ends a sample: the
+//! reader waits for the id it asked for, so output that merely looks like an end marker (a
+//! process command line holding `@@end`) cannot shift later samples.
+//! `<shell pid>` lets the parser leave the script's own processes (the shell and its
+//! children) out of the watched processes, as the local collector leaves itself out.
+//!
+//! # Parsing
+//!
+//! [`parse`] is pure and never panics on any input: it needs the `@@lookout` line and
+//! /proc/stat (anything else missing only drops the metrics it would give). Percentages that
+//! need two samples (cpu, per-process cpu) come from [`RemoteState`], which keeps the
+//! previous counters of one host. Every string taken from the output (interface, mount and
+//! process names, command lines) goes through [`sanitize`].
+
+use std::borrow::Cow;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use super::procfs::{self, CpuTimes};
+use crate::model::{Metric, ProcessDetail, Reading, sanitize};
+
+/// Version of the sample format in the `@@lookout` line.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The line that ends one sample.
+pub const END_MARKER: &str = "@@end";
+
+/// The /proc files read by `head` in every sample.
+const FILES: &str = "/proc/stat /proc/meminfo /proc/loadavg /proc/uptime /proc/net/dev /proc/mounts";
+
+/// The shell script (without the outer `sh -c` quoting) answering each stdin line with a
+/// sample. It contains no single quote, so it can be wrapped in single quotes as is.
+pub fn script(watch_processes: bool) -> String {
+    let procs = if watch_processes {
+        "echo @@procs; head -n 1 /proc/[0-9]*/stat /proc/[0-9]*/statm /proc/[0-9]*/cmdline; echo; "
+    } else {
+        ""
+    };
+    format!(
+        "exec 2>/dev/null; t=$(getconf CLK_TCK); p=$(getconf PAGESIZE); \
+         while read -r n; do \
+         echo \"@@lookout {FORMAT_VERSION} $$ ${{t:-100}} ${{p:-4096}} $n\"; \
+         head -n 100000 {FILES}; echo; \
+         echo @@df; df -P -k; \
+         {procs}\
+         echo \"{END_MARKER} $n\"; \
+         done"
+    )
+}
+
+/// The command given to the SSH exec request. `exec sh -c` makes it independent of the
+/// user's login shell (bash, zsh, fish all accept this line).
+pub fn command(watch_processes: bool) -> String {
+    format!("exec sh -c '{}'", script(watch_processes))
+}
+
+/// What a host's sample is filtered by (from its [`HostConfig`](crate::config::HostConfig)).
+#[derive(Debug, Clone, Default)]
+pub struct Watch {
+    pub processes: Vec<Arc<str>>,
+    /// Mount points to report; empty means every real filesystem.
+    pub mounts: Vec<String>,
+    /// Interfaces to report; empty means every interface but `lo`.
+    pub interfaces: Vec<String>,
+}
+
+impl Watch {
+    pub fn of(host: &crate::config::HostConfig) -> Self {
+        Watch {
+            processes: host.processes.clone(),
+            mounts: host.mounts.clone(),
+            interfaces: host.interfaces.clone(),
+        }
+    }
+}
+
+/// Why a sample could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ParseError {
+    #[error("the host's answer is not a lookout sample (does it run a POSIX sh?): {0}")]
+    NotASample(String),
+    #[error("sample format {0} is not supported (expected {FORMAT_VERSION})")]
+    Version(String),
+    #[error("the host's sample has no {0} (is it Linux?)")]
+    Missing(&'static str),
+}
+
+/// A watched process as read from the sample, before cpu% (which needs the previous one).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RawProcess {
+    pub watch: Arc<str>,
+    pub pid: u32,
+    pub name: String,
+    pub cmdline: String,
+    /// utime + stime, in clock ticks.
+    pub ticks: u64,
+    pub rss_bytes: u64,
+    pub vms_bytes: u64,
+    pub shared_bytes: u64,
+}
+
+/// One parsed sample: readings that need no history plus the counters [`RemoteState`]
+/// turns into percentages.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Parsed {
+    pub readings: Vec<Reading>,
+    pub cpu_total: Option<CpuTimes>,
+    pub cores: Vec<(u32, CpuTimes)>,
+    pub uptime_s: Option<f64>,
+    pub clk_tck: u64,
+    pub mem_total_bytes: u64,
+    pub processes: Vec<RawProcess>,
+}
+
+/// Splits a sample into its sections: (`@@name` or `/proc/...` path, body).
+fn sections(text: &str) -> Vec<(&str, &str)> {
+    let mut out = Vec::new();
+    let mut current: Option<(&str, usize)> = None;
+    let mut offset = 0;
+    for line in text.split_inclusive('\n') {
+        let start = offset;
+        offset += line.len();
+        let l = line.trim_end_matches(['\n', '\r']);
+        let header = l
+            .strip_prefix("==> ")
+            .and_then(|h| h.strip_suffix(" <=="))
+            .or_else(|| l.strip_prefix("@@").map(|_| l.split(' ').next().unwrap_or(l)));
+        if let Some(name) = header {
+            if let Some((n, s)) = current.take() {
+                out.push((n, &text[s..start]));
+            }
+            if name == END_MARKER {
+                return out;
+            }
+            // the @@lookout line carries its values on the header line itself
+            let body_start = if name == "@@lookout" { start } else { offset };
+            current = Some((name, body_start));
+        }
+    }
+    if let Some((n, s)) = current {
+        out.push((n, &text[s..]));
+    }
+    out
+}
+
+fn num<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
+    s.and_then(|v| v.parse().ok())
+}
+
+/// Parses one sample (the text up to and including `@@end`). Pure; never panics.
+pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
+    let sections = sections(text);
+    let Some((_, head)) = sections.iter().find(|(n, _)| *n == "@@lookout") else {
+        let first: String = text.lines().next().unwrap_or("").chars().take(120).collect();
+        return Err(ParseError::NotASample(sanitize(&first)));
+    };
+    let mut fields = head.lines().next().unwrap_or("").split_ascii_whitespace().skip(1);
+    let version = fields.next().unwrap_or("");
+    if version != FORMAT_VERSION.to_string() {
+        return Err(ParseError::Version(sanitize(
+            &version.chars().take(20).collect::<String>(),
+        )));
+    }
+    let shell_pid: u32 = num(fields.next()).unwrap_or(0);
+    let clk_tck: u64 = num::<u64>(fields.next()).filter(|&t| t > 0).unwrap_or(100);
+    let page: u64 = num::<u64>(fields.next()).filter(|&p| p > 0).unwrap_or(4096);
+    let get = |name: &str| sections.iter().find(|(n, _)| *n == name).map(|(_, b)| *b);
+
+    let mut p = Parsed {
+        readings: Vec::with_capacity(96),
+        clk_tck,
+        ..Parsed::default()
+    };
+    let stat = get("/proc/stat").ok_or(ParseError::Missing("/proc/stat"))?;
+    let (total, cores) = procfs::parse_stat_cpus(stat);
+    if total.is_none() {
+        return Err(ParseError::Missing("cpu line in /proc/stat"));
+    }
+    p.cpu_total = total;
+    p.cores = cores;
+    let ncores = p.cores.len().max(1);
+
+    if let Some(load) = get("/proc/loadavg") {
+        let mut f = load.split_ascii_whitespace();
+        if let (Some(l1), Some(l5), Some(l15)) =
+            (num::<f64>(f.next()), num::<f64>(f.next()), num::<f64>(f.next()))
+            && l1.is_finite()
+        {
+            p.readings.push(Reading::host(Metric::Load1, l1));
+            p.readings.push(Reading::host(Metric::Load5, l5));
+            p.readings.push(Reading::host(Metric::Load15, l15));
+            p.readings
+                .push(Reading::host(Metric::LoadPerCore, l1 / ncores as f64));
+        }
+    }
+    if let Some(up) = get("/proc/uptime").and_then(|u| num::<f64>(u.split_ascii_whitespace().next()))
+        && up.is_finite()
+        && up >= 0.0
+    {
+        p.uptime_s = Some(up);
+        p.readings.push(Reading::host(Metric::HostUptime, up.floor()));
+    }
+    if let Some(mem) = get("/proc/meminfo") {
+        p.mem_total_bytes = meminfo(mem, &mut p.readings);
+    }
+    if let Some(dev) = get("/proc/net/dev") {
+        for d in procfs::parse_net_dev(dev) {
+            let wanted = if watch.interfaces.is_empty() {
+                d.name != "lo"
+            } else {
+                watch.interfaces.contains(&d.name)
+            };
+            if !wanted {
+                continue;
+            }
+            let inst: Arc<str> = Arc::from(d.name.as_str());
+            for (metric, value) in [
+                (Metric::NetRxBytes, d.rx_bytes),
+                (Metric::NetTxBytes, d.tx_bytes),
+                (Metric::NetRxPackets, d.rx_packets),
+                (Metric::NetTxPackets, d.tx_packets),
+                (Metric::NetRxErrors, d.rx_errors),
+                (Metric::NetTxErrors, d.tx_errors),
+                (Metric::NetRxDrops, d.rx_drops),
+                (Metric::NetTxDrops, d.tx_drops),
+            ] {
+                p.readings.push(Reading::new(metric, inst.clone(), value as f64));
+            }
+        }
+    }
+    if let Some(df) = get("@@df") {
+        let fstypes = match get("/proc/mounts") {
+            Some(m) if watch.mounts.is_empty() => parse_mounts(m),
+            _ => HashMap::new(),
+        };
+        disks(df, &fstypes, watch, &mut p.readings);
+    }
+    if !watch.processes.is_empty() && get("@@procs").is_some() {
+        p.processes = processes(&sections, shell_pid, page, watch);
+    }
+    Ok(p)
+}
+
+/// Memory readings from /proc/meminfo; returns MemTotal in bytes (0 when absent).
+fn meminfo(text: &str, readings: &mut Vec<Reading>) -> u64 {
+    // MemTotal, MemFree, MemAvailable, Buffers, Cached, SwapTotal, SwapFree (bytes)
+    const KEYS: [&str; 7] = [
+        "MemTotal",
+        "MemFree",
+        "MemAvailable",
+        "Buffers",
+        "Cached",
+        "SwapTotal",
+        "SwapFree",
+    ];
+    let mut values: [Option<u64>; 7] = [None; 7];
+    for line in text.lines() {
+        let Some((key, rest)) = line.split_once(':') else {
+            continue;
+        };
+        if let Some(i) = KEYS.iter().position(|k| *k == key)
+            && let Some(kb) = num::<u64>(rest.split_ascii_whitespace().next())
+        {
+            values[i] = Some(kb.saturating_mul(1024));
+        }
+    }
+    let [total, free, avail, buffers, cached, swap_total, swap_free] = values;
+    let Some(total) = total else {
+        return 0;
+    };
+    // Kernels before 3.14 have no MemAvailable: estimate it the way `free` did.
+    let available = avail.unwrap_or_else(|| {
+        [free, buffers, cached]
+            .iter()
+            .map(|v| v.unwrap_or(0))
+            .fold(0u64, u64::saturating_add)
+    });
+    let available = available.min(total);
+    let used = total - available;
+    readings.push(Reading::host(Metric::MemTotal, total as f64));
+    readings.push(Reading::host(Metric::MemUsed, used as f64));
+    readings.push(Reading::host(Metric::MemAvailable, available as f64));
+    if total > 0 {
+        readings.push(Reading::host(
+            Metric::MemUsedPct,
+            used as f64 / total as f64 * 100.0,
+        ));
+    }
+    let swap_total = swap_total.unwrap_or(0);
+    let swap_free = swap_free.unwrap_or(0).min(swap_total);
+    let swap_pct = if swap_total > 0 {
+        (swap_total - swap_free) as f64 / swap_total as f64 * 100.0
+    } else {
+        0.0
+    };
+    readings.push(Reading::host(Metric::SwapUsedPct, swap_pct));
+    total
+}
+
+/// Decodes the octal escapes (`\040` for a space) of /proc/mounts fields.
+fn unescape_mount(field: &str) -> Cow<'_, str> {
+    if !field.contains('\\') {
+        return Cow::Borrowed(field);
+    }
+    let bytes = field.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'\\'
+            && let Some(oct) = bytes.get(i + 1..i + 4)
+            && oct.iter().all(|b| (b'0'..=b'7').contains(b))
+        {
+            let v = oct.iter().fold(0u32, |acc, b| acc * 8 + u32::from(b - b'0'));
+            out.push(u8::try_from(v).unwrap_or(b'?'));
+            i += 4;
+            continue;
+        }
+        out.push(bytes[i]);
+        i += 1;
+    }
+    Cow::Owned(String::from_utf8_lossy(&out).into_owned())
+}
+
+/// Mount point -> filesystem type from /proc/mounts (the last mount on a point wins, as it
+/// hides the ones below it).
+fn parse_mounts(text: &str) -> HashMap<Cow<'_, str>, &str> {
+    let mut out = HashMap::new();
+    for line in text.lines() {
+        let mut f = line.split_ascii_whitespace();
+        if let (Some(_dev), Some(mount), Some(fstype)) = (f.next(), f.next(), f.next()) {
+            out.insert(unescape_mount(mount), fstype);
+        }
+    }
+    out
+}
+
+/// One line of `df -P -k`: (filesystem, total KiB, used KiB, available KiB, mount point).
+/// The filesystem and the mount point may both hold spaces: the four numeric columns
+/// (the last one ending in `%`, or `-`) anchor the split.
+pub fn parse_df_line(line: &str) -> Option<(&str, u64, u64, u64, &str)> {
+    // Token spans, so the mount point keeps its inner spacing.
+    let mut spans: Vec<(usize, usize)> = Vec::with_capacity(8);
+    let mut start = None;
+    for (i, c) in line.char_indices() {
+        match (c.is_ascii_whitespace(), start) {
+            (true, Some(s)) => {
+                spans.push((s, i));
+                start = None;
+            }
+            (false, None) => start = Some(i),
+            _ => {}
+        }
+    }
+    if let Some(s) = start {
+        spans.push((s, line.len()));
+    }
+    let tok = |i: usize| spans.get(i).map(|&(a, b)| &line[a..b]);
+    for i in 4..spans.len() {
+        let cap = tok(i)?;
+        if !(cap.ends_with('%') || cap == "-") {
+            continue;
+        }
+        let (Some(total), Some(used), Some(avail)) = (
+            num::<u64>(tok(i - 3)),
+            num::<u64>(tok(i - 2)),
+            num::<u64>(tok(i - 1)),
+        ) else {
+            continue;
+        };
+        let (fs_start, _) = spans[0];
+        let (_, fs_end) = spans[i - 4];
+        let (_, cap_end) = spans[i];
+        let mount = line[cap_end..]
+            .trim_start_matches([' ', '\t'])
+            .trim_end_matches(['\r', '\n']);
+        if mount.is_empty() {
+            return None;
+        }
+        return Some((&line[fs_start..fs_end], total, used, avail, mount));
+    }
+    None
+}
+
+fn disks(df: &str, fstypes: &HashMap<Cow<'_, str>, &str>, watch: &Watch, readings: &mut Vec<Reading>) {
+    let mut seen: Vec<&str> = Vec::new();
+    for line in df.lines() {
+        let Some((fs, total_kb, used_kb, avail_kb, mount)) = parse_df_line(line) else {
+            continue;
+        };
+        let wanted = if watch.mounts.is_empty() {
+            let fstype = fstypes.get(mount).copied().unwrap_or_else(|| {
+                if super::PSEUDO_FILESYSTEMS.contains(&fs) {
+                    fs
+                } else {
+                    ""
+                }
+            });
+            super::is_real_filesystem(mount, fstype)
+        } else {
+            watch.mounts.iter().any(|m| m == mount)
+        };
+        if !wanted || seen.contains(&mount) {
+            continue;
+        }
+        seen.push(mount);
+        let total = total_kb.saturating_mul(1024);
+        let used = used_kb.saturating_mul(1024);
+        let avail = avail_kb.saturating_mul(1024);
+        let inst: Arc<str> = Arc::from(sanitize(mount));
+        readings.push(Reading::new(Metric::DiskTotal, inst.clone(), total as f64));
+        readings.push(Reading::new(Metric::DiskUsed, inst.clone(), used as f64));
+        readings.push(Reading::new(Metric::DiskFree, inst.clone(), avail as f64));
+        let denom = used as f64 + avail as f64;
+        if denom > 0.0 {
+            readings.push(Reading::new(
+                Metric::DiskUsedPct,
+                inst,
+                used as f64 / denom * 100.0,
+            ));
+        }
+    }
+}
+
+/// The pid in a `/proc/<pid>/<file>` section name.
+fn proc_file(name: &str) -> Option<(u32, &str)> {
+    let rest = name.strip_prefix("/proc/")?;
+    let (pid, file) = rest.split_once('/')?;
+    Some((pid.parse().ok()?, file))
+}
+
+#[derive(Default)]
+struct ProcFiles<'a> {
+    stat: Option<&'a str>,
+    statm: Option<&'a str>,
+    cmdline: Option<&'a str>,
+}
+
+fn processes(sections: &[(&str, &str)], shell_pid: u32, page: u64, watch: &Watch) -> Vec<RawProcess> {
+    // Per-process sections follow the @@procs marker.
+    let mut files: HashMap<u32, ProcFiles> = HashMap::new();
+    let mut after = false;
+    for (name, body) in sections {
+        if *name == "@@procs" {
+            after = true;
+            continue;
+        }
+        if !after {
+            continue;
+        }
+        let Some((pid, file)) = proc_file(name) else {
+            continue;
+        };
+        let e = files.entry(pid).or_default();
+        match file {
+            "stat" => e.stat = Some(body),
+            "statm" => e.statm = Some(body),
+            "cmdline" => e.cmdline = Some(body),
+            _ => {}
+        }
+    }
+    let mut pids: Vec<u32> = files.keys().copied().collect();
+    pids.sort_unstable();
+    let mut out = Vec::new();
+    for pid in pids {
+        let Some(f) = files.get(&pid) else { continue };
+        let Some(stat) = f.stat else { continue };
+        let Some((name, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") ")) else {
+            continue;
+        };
+        let cmdline_raw = f.cmdline.unwrap_or("");
+        // Every way of matching needs the name or the command line to hold the watched name.
+        if !watch
+            .processes
+            .iter()
+            .any(|w| name == &**w || cmdline_raw.contains(&**w) || w.contains(' '))
+        {
+            continue;
+        }
+        // fields after the name: state(0) ppid(1) ... utime(11) stime(12) ... vsize(20) rss(21)
+        let mut fields = [0u64; 22];
+        for (i, v) in rest.split_ascii_whitespace().take(22).enumerate() {
+            fields[i] = v.parse().unwrap_or(0);
+        }
+        let ppid = fields[1];
+        if pid == shell_pid || (shell_pid != 0 && ppid == u64::from(shell_pid)) {
+            continue;
+        }
+        let ticks = fields[11].saturating_add(fields[12]);
+        let vms = fields[20];
+        let rss = fields[21].saturating_mul(page);
+        let shared = f
+            .statm
+            .and_then(|s| num::<u64>(s.split_ascii_whitespace().nth(2)))
+            .unwrap_or(0)
+            .saturating_mul(page);
+        let cmdline: String = cmdline_raw
+            .chars()
+            .map(|c| if c == '\0' || c == '\n' { ' ' } else { c })
+            .collect();
+        let cmdline = cmdline.trim();
+        for w in &watch.processes {
+            if super::process_matches(w, name, cmdline) {
+                out.push(RawProcess {
+                    watch: w.clone(),
+                    pid,
+                    name: sanitize(name),
+                    cmdline: sanitize(cmdline),
+                    ticks,
+                    rss_bytes: rss,
+                    vms_bytes: vms,
+                    shared_bytes: shared,
+                });
+            }
+        }
+    }
+    out
+}
+
+/// The previous counters of one host, so percentages can be derived between samples.
+#[derive(Debug, Default)]
+pub struct RemoteState {
+    prev_total: Option<CpuTimes>,
+    prev_cores: Vec<(u32, CpuTimes)>,
+    prev_uptime: Option<f64>,
+    prev_ticks: HashMap<u32, u64>,
+}
+
+impl RemoteState {
+    /// Forget everything (after a reconnect the host may have rebooted).
+    pub fn reset(&mut self) {
+        *self = RemoteState::default();
+    }
+
+    /// Completes a parsed sample with the percentages that need the previous one, and
+    /// returns its readings and process details.
+    pub fn complete(&mut self, parsed: Parsed, watch: &Watch) -> (Vec<Reading>, Vec<ProcessDetail>) {
+        let Parsed {
+            mut readings,
+            cpu_total,
+            cores,
+            uptime_s,
+            clk_tck,
+            mem_total_bytes,
+            processes,
+        } = parsed;
+        if let (Some(prev), Some(cur)) = (self.prev_total, cpu_total)
+            && let Some((busy, iowait)) = procfs::cpu_percent(&prev, &cur)
+        {
+            readings.push(Reading::host(Metric::CpuUsage, busy));
+            readings.push(Reading::host(Metric::CpuIowait, iowait));
+        }
+        for (n, cur) in &cores {
+            if let Some((_, prev)) = self.prev_cores.iter().find(|(m, _)| m == n)
+                && let Some((busy, _)) = procfs::cpu_percent(prev, cur)
+            {
+                readings.push(Reading::new(Metric::CpuCoreUsage, n.to_string(), busy));
+            }
+        }
+        self.prev_total = cpu_total;
+        self.prev_cores = cores;
+
+        // Process cpu%: ticks over elapsed uptime (the host's own clock), % of one core.
+        let elapsed = match (self.prev_uptime, uptime_s) {
+            (Some(a), Some(b)) if b > a => Some(b - a),
+            _ => None,
+        };
+        let mut ticks = HashMap::with_capacity(processes.len());
+        let mut details = Vec::with_capacity(processes.len());
+        for p in processes {
+            let cpu = match (elapsed, self.prev_ticks.get(&p.pid)) {
+                (Some(dt), Some(&prev)) => p.ticks.saturating_sub(prev) as f64 / clk_tck as f64 / dt * 100.0,
+                _ => 0.0,
+            };
+            ticks.insert(p.pid, p.ticks);
+            let mem = if mem_total_bytes > 0 {
+                p.rss_bytes as f64 / mem_total_bytes as f64 * 100.0
+            } else {
+                0.0
+            };
+            details.push(ProcessDetail {
+                watch: p.watch,
+                pid: p.pid,
+                name: p.name,
+                cpu_pct: cpu,
+                mem_pct: mem,
+                rss_bytes: p.rss_bytes,
+                vms_bytes: p.vms_bytes,
+                shared_bytes: p.shared_bytes,
+                cpu_affinity: Vec::new(),
+                cmdline: p.cmdline,
+            });
+        }
+        self.prev_ticks = ticks;
+        self.prev_uptime = uptime_s;
+
+        for w in &watch.processes {
+            let (mut count, mut cpu, mut rss, mut vms, mut shared) = (0u64, 0.0, 0u64, 0u64, 0u64);
+            for d in details.iter().filter(|d| d.watch == *w) {
+                count += 1;
+                cpu += d.cpu_pct;
+                rss = rss.saturating_add(d.rss_bytes);
+                vms = vms.saturating_add(d.vms_bytes);
+                shared = shared.saturating_add(d.shared_bytes);
+            }
+            let mem = if mem_total_bytes > 0 {
+                rss as f64 / mem_total_bytes as f64 * 100.0
+            } else {
+                0.0
+            };
+            for (metric, value) in [
+                (Metric::ProcCount, count as f64),
+                (Metric::ProcCpu, cpu),
+                (Metric::ProcMem, mem),
+                (Metric::ProcRss, rss as f64),
+                (Metric::ProcVms, vms as f64),
+                (Metric::ProcShared, shared as f64),
+            ] {
+                readings.push(Reading::new(metric, w.clone(), value));
+            }
+        }
+        details.sort_by(|a, b| a.watch.cmp(&b.watch).then(a.pid.cmp(&b.pid)));
+        (readings, details)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn df_lines_with_spaces() {
+        assert_eq!(
+            parse_df_line("/dev/vda                  264212084 21092360  74193528      23% /"),
+            Some(("/dev/vda", 264212084, 21092360, 74193528, "/"))
+        );
+        assert_eq!(
+            parse_df_line("my fs 10 5 5 50% /mnt/with  two spaces"),
+            Some(("my fs", 10, 5, 5, "/mnt/with  two spaces"))
+        );
+        assert_eq!(
+            parse_df_line("Filesystem 1024-blocks Used Available Capacity Mounted on"),
+            None
+        );
+        assert_eq!(parse_df_line("a 1 2 3 4%"), None);
+        assert_eq!(parse_df_line(""), None);
+    }
+
+    #[test]
+    fn mount_escapes() {
+        assert_eq!(unescape_mount("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unescape_mount("/x\\"), "/x\\");
+        assert_eq!(unescape_mount("/x\\999"), "/x\\999");
+    }
+
+    #[test]
+    fn script_has_no_single_quote() {
+        assert!(!script(true).contains('\''));
+        assert!(command(false).starts_with("exec sh -c '"));
+    }
+
+    #[test]
+    fn not_a_sample() {
+        let e = parse("fish: Unknown command\x1b[31m\n", &Watch::default()).expect_err("an error");
+        assert!(
+            matches!(e, ParseError::NotASample(ref s) if !s.contains('\x1b')),
+            "{e:?}"
+        );
+        let e = parse("@@lookout 9 1 100 4096\n", &Watch::default()).expect_err("an error");
+        assert_eq!(e, ParseError::Version("9".into()));
+        let e = parse("@@lookout 1 1 100 4096\n@@end\n", &Watch::default()).expect_err("an error");
+        assert_eq!(e, ParseError::Missing("/proc/stat"));
+    }
+}

@@ -1,0 +1,424 @@
+//! The SSH collector: one persistent russh connection per host (through a shared jump
+//! connection where configured), one long-running remote `sh` answering a sample per poll,
+//! and reconnection with capped exponential backoff plus jitter.
+//!
+//! Every failure becomes a host status (`unreachable`, `timeout`, `auth_failed`,
+//! `host_key_mismatch`, `error`) with a message; nothing here panics or blocks other hosts.
+
+pub mod connect;
+pub mod target;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use russh::ChannelMsg;
+use tokio::sync::{Semaphore, broadcast, mpsc};
+
+use super::remote::{self, RemoteState, Watch};
+use crate::config::{Config, HostConfig, Via};
+use crate::model::{HostName, HostStatus, Metric, Reading, Sample, Source, Update};
+use connect::{Auth, ConnectError, JumpPool, Session};
+use target::{Resolver, Target};
+
+/// How samples are requested from a host.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PollMode {
+    /// One remote command per connection, asked for a sample every interval (the default:
+    /// measured cheaper, see docs/ssh.md).
+    Stream,
+    /// A new exec channel per poll.
+    ExecPerPoll,
+}
+
+/// Settings shared by every host task.
+pub struct Shared {
+    pub auth: Auth,
+    pub jumps: JumpPool,
+    pub handshakes: Semaphore,
+    pub interval: Duration,
+    pub poll_timeout: Duration,
+    pub max_output: usize,
+    pub mode: PollMode,
+}
+
+/// Backoff between reconnection attempts: 1 s doubling up to 60 s, with ±20% jitter.
+#[derive(Debug, Clone)]
+pub struct Backoff {
+    next: Duration,
+    pub base: Duration,
+    pub cap: Duration,
+}
+
+impl Default for Backoff {
+    fn default() -> Self {
+        Backoff {
+            next: Duration::from_secs(1),
+            base: Duration::from_secs(1),
+            cap: Duration::from_secs(60),
+        }
+    }
+}
+
+impl Backoff {
+    /// The delay before the next attempt (jittered), doubling the one after it.
+    pub fn next_delay(&mut self) -> Duration {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.cap);
+        let jitter = rand::random_range(0.8..1.2);
+        d.mul_f64(jitter)
+    }
+    pub fn reset(&mut self) {
+        self.next = self.base;
+    }
+}
+
+/// Starts one task per `via = "ssh"` host. Returns nothing to wait on: tasks end when the
+/// engine's update channel closes.
+pub fn spawn_all(config: &Arc<Config>, tx: &mpsc::Sender<Update>, reconnect: &broadcast::Sender<HostName>) {
+    spawn_with_mode(config, tx, reconnect, PollMode::Stream);
+}
+
+/// [`spawn_all`] with an explicit poll mode (for the measurements in the tests).
+pub fn spawn_with_mode(
+    config: &Arc<Config>,
+    tx: &mpsc::Sender<Update>,
+    reconnect: &broadcast::Sender<HostName>,
+    mode: PollMode,
+) {
+    let hosts: Vec<&HostConfig> = config.hosts.iter().filter(|h| h.via == Via::Ssh).collect();
+    if hosts.is_empty() {
+        return;
+    }
+    let ssh = &config.ssh;
+    let resolver = match Resolver::load(&ssh.config_file) {
+        Ok(r) => r,
+        Err(e) => {
+            for h in hosts {
+                let _ = tx.try_send(Update::Status {
+                    host: h.name.clone(),
+                    status: HostStatus::Error,
+                    error: Some(format!("cannot read the ssh config: {e}")),
+                });
+            }
+            return;
+        }
+    };
+    let shared = Arc::new(Shared {
+        auth: Auth {
+            known_hosts: ssh.known_hosts.clone(),
+            policy: ssh.host_key_policy,
+            identity_files: ssh.identity_files.clone(),
+            connect_timeout: ssh.connect_timeout,
+        },
+        jumps: JumpPool::default(),
+        handshakes: Semaphore::new(ssh.max_handshakes),
+        interval: config.general.interval,
+        poll_timeout: ssh.poll_timeout,
+        max_output: ssh.max_output,
+        mode,
+    });
+    for h in hosts {
+        let task = HostTask {
+            name: h.name.clone(),
+            target: resolver.target(h, ssh),
+            watch: Watch::of(h),
+            shared: shared.clone(),
+            tx: tx.clone(),
+            reconnect: reconnect.subscribe(),
+            state: RemoteState::default(),
+        };
+        tokio::spawn(task.run());
+    }
+}
+
+/// Why a polling session ended.
+enum Ended {
+    /// The engine is gone: stop.
+    Shutdown,
+    /// The user asked for a reconnect.
+    Reconnect,
+    Failed(ConnectError),
+}
+
+struct HostTask {
+    name: HostName,
+    target: Target,
+    watch: Watch,
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<Update>,
+    reconnect: broadcast::Receiver<HostName>,
+    state: RemoteState,
+}
+
+impl HostTask {
+    async fn status(&self, status: HostStatus, error: Option<String>) -> bool {
+        self.tx
+            .send(Update::Status {
+                host: self.name.clone(),
+                status,
+                error,
+            })
+            .await
+            .is_ok()
+    }
+
+    /// Waits `delay`, or less when a reconnect for this host is asked. False on shutdown.
+    async fn pause(&mut self, delay: Duration) -> bool {
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        loop {
+            tokio::select! {
+                () = &mut sleep => return !self.tx.is_closed(),
+                r = self.reconnect.recv() => match r {
+                    Ok(h) if h == self.name => return true,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => {
+                        // No front end can ask any more; just wait out the delay.
+                        sleep.as_mut().await;
+                        return !self.tx.is_closed();
+                    }
+                },
+            }
+        }
+    }
+
+    async fn run(mut self) {
+        let mut backoff = Backoff::default();
+        if !self.status(HostStatus::Connecting, None).await {
+            return;
+        }
+        loop {
+            let connected = {
+                let Ok(_permit) = self.shared.handshakes.acquire().await else {
+                    return;
+                };
+                connect::connect(&self.target, &self.shared.auth, &self.shared.jumps).await
+            };
+            let ended = match connected {
+                Ok(session) => {
+                    let mut ended = self.poll(&session, &mut backoff).await;
+                    if let Ended::Failed(e) = &mut ended
+                        && !self.target.jumps.is_empty()
+                        && !e.message.starts_with("via ")
+                    {
+                        e.message = format!("via {}: {}", self.target.jump_name(), e.message);
+                    }
+                    let _ = session
+                        .disconnect(russh::Disconnect::ByApplication, "", "en")
+                        .await;
+                    ended
+                }
+                Err(e) => Ended::Failed(e),
+            };
+            self.state.reset();
+            match ended {
+                Ended::Shutdown => return,
+                Ended::Reconnect => {
+                    backoff.reset();
+                    if !self.status(HostStatus::Connecting, None).await {
+                        return;
+                    }
+                }
+                Ended::Failed(e) => {
+                    let delay = backoff.next_delay();
+                    let message = format!(
+                        "{} (retry in {})",
+                        e.message,
+                        humantime::format_duration(Duration::from_secs(delay.as_secs().max(1)))
+                    );
+                    log::info!("{}: {}: {message}", self.name, e.status);
+                    if !self.status(e.status, Some(message)).await || !self.pause(delay).await {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Polls an open session every interval until it fails.
+    async fn poll(&mut self, session: &Session, backoff: &mut Backoff) -> Ended {
+        let command = remote::command(!self.watch.processes.is_empty());
+        let mut stream = match self.shared.mode {
+            PollMode::Stream => match open_channel(session, &command).await {
+                Ok(c) => Some(c),
+                Err(e) => return Ended::Failed(e),
+            },
+            PollMode::ExecPerPoll => None,
+        };
+        let mut next = tokio::time::Instant::now();
+        let mut request: u64 = rand::random_range(1..1_000_000);
+        let mut up = false;
+        loop {
+            request += 1;
+            let started = Instant::now();
+            let answer = tokio::time::timeout(self.shared.poll_timeout, async {
+                match stream.as_mut() {
+                    Some(channel) => ask(channel, request, self.shared.max_output, false).await,
+                    None => {
+                        let mut channel = open_channel(session, &command).await?;
+                        let r = ask(&mut channel, request, self.shared.max_output, true).await;
+                        let _ = channel.close().await;
+                        r
+                    }
+                }
+            })
+            .await;
+            let text = match answer {
+                Ok(Ok(text)) => text,
+                Ok(Err(e)) => return Ended::Failed(e),
+                Err(_) => {
+                    return Ended::Failed(ConnectError {
+                        status: HostStatus::Timeout,
+                        message: format!(
+                            "no answer within {}",
+                            humantime::format_duration(self.shared.poll_timeout)
+                        ),
+                    });
+                }
+            };
+            let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
+            match remote::parse(&text, &self.watch) {
+                Ok(parsed) => {
+                    let (mut readings, processes) = self.state.complete(parsed, &self.watch);
+                    readings.push(Reading::host(Metric::HostPollMs, elapsed_ms));
+                    if !up {
+                        up = true;
+                        backoff.reset();
+                        if !self.status(HostStatus::Up, None).await {
+                            return Ended::Shutdown;
+                        }
+                    }
+                    let sample = Sample {
+                        host: self.name.clone(),
+                        source: Source::System,
+                        readings,
+                        processes,
+                    };
+                    if self.tx.send(Update::Sample(sample)).await.is_err() {
+                        return Ended::Shutdown;
+                    }
+                }
+                Err(e) => {
+                    // The connection works but the host answers nonsense: say so, keep trying.
+                    up = false;
+                    if !self.status(HostStatus::Error, Some(e.to_string())).await {
+                        return Ended::Shutdown;
+                    }
+                }
+            }
+            next += self.shared.interval;
+            let now = tokio::time::Instant::now();
+            if next < now {
+                next = now;
+            }
+            tokio::select! {
+                () = tokio::time::sleep_until(next) => {}
+                r = wait_reconnect(&mut self.reconnect, &self.name) => return r,
+            }
+            if self.tx.is_closed() {
+                return Ended::Shutdown;
+            }
+        }
+    }
+}
+
+async fn wait_reconnect(rx: &mut broadcast::Receiver<HostName>, name: &HostName) -> Ended {
+    loop {
+        match rx.recv().await {
+            Ok(h) if h == *name => return Ended::Reconnect,
+            Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+            Err(broadcast::error::RecvError::Closed) => std::future::pending::<()>().await,
+        }
+    }
+}
+
+type Channel = russh::Channel<russh::client::Msg>;
+
+async fn open_channel(session: &Session, command: &str) -> Result<Channel, ConnectError> {
+    let lost = |e: russh::Error| ConnectError {
+        status: HostStatus::Unreachable,
+        message: format!("connection lost: {e}"),
+    };
+    let channel = session.channel_open_session().await.map_err(lost)?;
+    channel.exec(false, command).await.map_err(lost)?;
+    Ok(channel)
+}
+
+/// Sends one request id and reads the sample answering it (bounded by `max_output`).
+async fn ask(
+    channel: &mut Channel,
+    request: u64,
+    max_output: usize,
+    then_eof: bool,
+) -> Result<String, ConnectError> {
+    let lost = |m: String| ConnectError {
+        status: HostStatus::Unreachable,
+        message: m,
+    };
+    channel
+        .data_bytes(format!("{request}\n").into_bytes())
+        .await
+        .map_err(|e| lost(format!("connection lost: {e}")))?;
+    if then_eof {
+        let _ = channel.eof().await;
+    }
+    let end = format!("\n{} {request}\n", remote::END_MARKER);
+    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    loop {
+        match channel.wait().await {
+            Some(ChannelMsg::Data { data }) => {
+                let from = buf.len().saturating_sub(end.len());
+                buf.extend_from_slice(&data);
+                if let Some(at) = find(&buf[from..], end.as_bytes()) {
+                    buf.truncate(from + at + end.len());
+                    return Ok(String::from_utf8_lossy(&buf).into_owned());
+                }
+                if buf.len() > max_output {
+                    return Err(ConnectError {
+                        status: HostStatus::Error,
+                        message: format!("the host printed more than {max_output} bytes for one sample"),
+                    });
+                }
+            }
+            Some(ChannelMsg::ExitStatus { exit_status }) => {
+                return Err(lost(format!(
+                    "the remote command exited with status {exit_status}"
+                )));
+            }
+            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
+                return Err(lost("connection lost: the remote command ended".to_string()));
+            }
+            Some(_) => {}
+        }
+    }
+}
+
+fn find(haystack: &[u8], needle: &[u8]) -> Option<usize> {
+    haystack.windows(needle.len()).position(|w| w == needle)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_to_the_cap_with_jitter() {
+        let mut b = Backoff::default();
+        let delays: Vec<f64> = (0..10).map(|_| b.next_delay().as_secs_f64()).collect();
+        for (i, d) in delays.iter().enumerate() {
+            let nominal = (1u64 << i.min(6)).min(60) as f64;
+            assert!(
+                *d >= nominal * 0.8 - 1e-9 && *d <= nominal * 1.2 + 1e-9,
+                "{i}: {d}"
+            );
+        }
+        b.reset();
+        assert!(b.next_delay() <= Duration::from_millis(1200));
+    }
+
+    #[test]
+    fn finds_end_marker() {
+        assert_eq!(find(b"abc\n@@end 7\n", b"\n@@end 7\n"), Some(3));
+        assert_eq!(find(b"abc\n@@end 77\n", b"\n@@end 7\n"), None);
+    }
+}
