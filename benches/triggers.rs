@@ -152,6 +152,24 @@ fn bench(c: &mut Criterion) {
     }
     let lines = set.views().len();
     eprintln!("steady state: {lines} non-ok lines, {firing} events while settling");
+    // CPU time actually spent per tick (this thread's time on a CPU, from schedstat), which
+    // unlike wall time does not grow when other work shares the cores.
+    let cpu_ns = || {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()
+            .and_then(|s| s.split_whitespace().next().and_then(|n| n.parse::<u64>().ok()))
+    };
+    if let Some(before) = cpu_ns() {
+        let ticks = 200u32;
+        for _ in 0..ticks {
+            now += Duration::from_millis(250);
+            std::hint::black_box(set.evaluate(now, &hosts, &[]));
+        }
+        if let Some(after) = cpu_ns() {
+            let per_tick = (after - before) as f64 / f64::from(ticks) / 1e6;
+            eprintln!("cpu time per tick: {per_tick:.3} ms (over {ticks} ticks)");
+        }
+    }
     c.bench_function("triggers: 200 rules x 1000 hosts x 60 series, one tick", |b| {
         b.iter(|| {
             now += Duration::from_millis(250);

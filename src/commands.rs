@@ -86,6 +86,8 @@ pub async fn collect_snapshot(config: Arc<Config>, rounds: u32) -> Arc<Snapshot>
         + interval * (rounds + 1)
         + Duration::from_secs(1);
     let running = crate::runtime::start(config);
+    // A one-shot snapshot shows trigger states; it notifies nobody.
+    running.actions.close();
     let mut rx = running.snapshots.clone();
     loop {
         let snap = rx.borrow_and_update().clone();

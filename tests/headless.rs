@@ -127,3 +127,46 @@ fn headless_duration_waits_for_running_actions() {
     assert_eq!(lines.last().expect("stopped")["reason"], "duration reached");
     assert!(started.elapsed() >= Duration::from_secs(2));
 }
+
+#[test]
+fn snapshot_json_lists_trigger_lines() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("config.toml");
+    std::fs::write(
+        &path,
+        r#"
+[general]
+interval = "200ms"
+
+[[trigger]]
+name = "up for an hour"
+metric = "host.up"
+scope = "each"
+above = 0.5
+for = "1h"
+severity = "info"
+
+[[trigger]]
+name = "never"
+metric = "host.up"
+below = 0
+"#,
+    )
+    .expect("write config");
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["snapshot", "--json", "--rounds", "1", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run lookout");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let snap: Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    let triggers = snap["triggers"].as_array().expect("triggers");
+    assert_eq!(triggers.len(), 1, "only lines that are not ok: {triggers:#?}");
+    let t = &triggers[0];
+    assert_eq!(t["name"], "up for an hour");
+    assert_eq!(t["state"], "pending");
+    assert_eq!(t["severity"], "info");
+    assert_eq!(t["host"], snap["hosts"][0]["host"]);
+    assert_eq!(t["value"], 1.0);
+    assert!(t["since"].is_string() && t["fires_at"].is_string(), "{t}");
+}

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::rule::{Aggregate, Condition, Rule, Scope, Severity};
-use crate::model::{CATALOGUE, HostStatus, Metric, Reading};
+use crate::model::{CATALOGUE, HostStatus, Metric};
 use crate::snapshot::{HostView, MaxRiskLine};
 
 /// What a front end may ask of the triggers.
@@ -371,18 +371,27 @@ pub struct TriggerSet {
     host_names: Vec<crate::model::HostName>,
     /// Per-tick scratch, reused: series grouped by metric.
     offsets: Vec<u32>,
-    entries: Vec<(u32, u32)>,
+    entries: Vec<Entry>,
     cursor: Vec<u32>,
-    fresh: Vec<bool>,
+    /// Per host: [`FRESH`] and [`UP_KNOWN`] bits.
+    known: Vec<u8>,
     /// The time of the last evaluation or command (what `views` judges silences by).
     now: SystemTime,
 }
 
-/// One observation of a series, found during the per-tick scan.
-struct Found<'a> {
+/// One series in the per-tick index: where its reading is, and its value inline so the
+/// common case (a quiet series) needs no pointer chasing.
+#[derive(Debug, Clone, Copy, Default)]
+struct Entry {
     host: u32,
-    reading: &'a Reading,
+    idx: u32,
+    value: f64,
 }
+
+/// The host's data is fresh (updated within 3 intervals).
+const FRESH: u8 = 1;
+/// The host's `host.up` is known: fresh, or the host has answered (or failed) at least once.
+const UP_KNOWN: u8 = 2;
 
 impl TriggerSet {
     pub fn new(rules: Vec<Rule>, interval: Duration) -> Self {
@@ -403,7 +412,7 @@ impl TriggerSet {
             offsets: Vec::new(),
             entries: Vec::new(),
             cursor: Vec::new(),
-            fresh: Vec::new(),
+            known: Vec::new(),
             now: SystemTime::UNIX_EPOCH,
         }
     }
@@ -443,9 +452,12 @@ impl TriggerSet {
         let n = CATALOGUE.len();
         self.offsets.clear();
         self.offsets.resize(n + 1, 0);
-        self.fresh.clear();
+        self.known.clear();
         for h in hosts {
-            self.fresh.push(!h.is_stale(now, self.interval));
+            let fresh = !h.is_stale(now, self.interval);
+            let up_known = fresh || answered(h);
+            self.known
+                .push((u8::from(fresh) * FRESH) | (u8::from(up_known) * UP_KNOWN));
             for r in h.metrics() {
                 self.offsets[r.metric as usize + 1] += 1;
             }
@@ -455,14 +467,18 @@ impl TriggerSet {
         }
         let total = self.offsets[n] as usize;
         self.entries.clear();
-        self.entries.resize(total, (0, 0));
+        self.entries.resize(total, Entry::default());
         // Fill using a moving cursor per metric.
         self.cursor.clear();
         self.cursor.extend_from_slice(&self.offsets[..n]);
         for (hi, h) in hosts.iter().enumerate() {
             for (ri, r) in h.metrics().enumerate() {
                 let m = r.metric as usize;
-                self.entries[self.cursor[m] as usize] = (hi as u32, ri as u32);
+                self.entries[self.cursor[m] as usize] = Entry {
+                    host: hi as u32,
+                    idx: ri as u32,
+                    value: r.value,
+                };
                 self.cursor[m] += 1;
             }
         }
@@ -492,14 +508,25 @@ impl TriggerSet {
                 now,
                 hosts,
             };
-            let usable = |hi: u32, r: &Reading| -> bool {
-                let h = hi as usize;
-                (st.selected.is_empty() || st.selected[h])
-                    && (self.fresh[h] || (r.metric == Metric::HostUp && answered(&hosts[h])))
-                    && rule.matches_instance(&r.instance)
+            let known = &self.known;
+            let selected = &st.selected;
+            let need = if rule.metric == Metric::HostUp {
+                UP_KNOWN
+            } else {
+                FRESH
+            };
+            // Cheap checks first; the instance pattern only when a series matters.
+            let host_ok = |h: u32| {
+                let h = h as usize;
+                known[h] & need != 0 && (selected.is_empty() || selected[h])
+            };
+            let reading = |e: &Entry| hosts[e.host as usize].reading(e.idx as usize);
+            let inst_ok = |e: &Entry| {
+                rule.instance.is_none() || reading(e).is_some_and(|r| rule.matches_instance(&r.instance))
             };
             if let Some(agg) = rule.aggregate {
-                let obs = aggregate(rule, agg, series, hosts, &usable, &st.selected);
+                let usable = |e: &Entry| host_ok(e.host) && inst_ok(e);
+                let obs = aggregate(rule, agg, series, hosts.len(), &usable, selected);
                 let line = st
                     .single
                     .get_or_insert_with(|| Line::new(None, crate::model::empty_instance(), now));
@@ -511,34 +538,29 @@ impl TriggerSet {
             }
             match rule.scope {
                 Scope::MaxRisk => {
-                    let mut worst: Option<Found> = None;
-                    for &(hi, idx) in series {
-                        let Some(r) = hosts[hi as usize].reading(idx as usize) else {
-                            continue;
-                        };
-                        if !usable(hi, r) {
-                            continue;
-                        }
-                        if worst
-                            .as_ref()
-                            .is_none_or(|w| worse(rule.condition, r.value, w.reading.value))
+                    let mut worst: Option<&Entry> = None;
+                    for e in series {
+                        if !host_ok(e.host)
+                            || worst.is_some_and(|w| !worse(rule.condition, e.value, w.value))
+                            || !inst_ok(e)
                         {
-                            worst = Some(Found { host: hi, reading: r });
+                            continue;
                         }
+                        worst = Some(e);
                     }
                     let line = st
                         .single
                         .get_or_insert_with(|| Line::new(None, crate::model::empty_instance(), now));
-                    line.obs = worst.as_ref().map(|w| observe(rule, w.reading.value));
-                    if let Some(w) = worst {
-                        let moved = line.host != Some(w.host) || *line.instance != *w.reading.instance;
+                    line.obs = worst.map(|w| observe(rule, w.value));
+                    if let Some((w, r)) = worst.and_then(|w| Some((w, reading(w)?))) {
+                        let moved = line.host != Some(w.host) || *line.instance != *r.instance;
                         if moved {
                             let from = line
                                 .host
                                 .map(|h| describe(&hosts[h as usize].name, &line.instance));
                             line.host = Some(w.host);
-                            line.instance = w.reading.instance.clone();
-                            line.value = Some(w.reading.value);
+                            line.instance = r.instance.clone();
+                            line.value = Some(r.value);
                             changed = true;
                             if line.phase == Phase::Firing
                                 && let Some(from) = from
@@ -556,17 +578,18 @@ impl TriggerSet {
                     changed |= step(&ctx, line, &mut events);
                 }
                 Scope::Each => {
-                    for &(hi, idx) in series {
-                        let Some(r) = hosts[hi as usize].reading(idx as usize) else {
-                            continue;
-                        };
-                        if !usable(hi, r) {
+                    for e in series {
+                        if !host_ok(e.host) {
                             continue;
                         }
-                        let obs = observe(rule, r.value);
-                        let h = hi as usize;
+                        let (hi, h) = (e.host, e.host as usize);
+                        let obs = observe(rule, e.value);
                         let has_lines = st.by_host.get(h).is_some_and(|v| !v.is_empty());
                         if !obs.breached && !has_lines {
+                            continue;
+                        }
+                        let Some(r) = reading(e) else { continue };
+                        if !rule.matches_instance(&r.instance) {
                             continue;
                         }
                         if st.by_host.len() < hosts.len() {
@@ -803,9 +826,9 @@ fn observe(rule: &Rule, value: f64) -> Obs {
 fn aggregate(
     rule: &Rule,
     agg: Aggregate,
-    series: &[(u32, u32)],
-    hosts: &[Arc<HostView>],
-    usable: &dyn Fn(u32, &Reading) -> bool,
+    series: &[Entry],
+    host_count: usize,
+    usable: &dyn Fn(&Entry) -> bool,
     selected: &[bool],
 ) -> Option<(Obs, String)> {
     let (mut with_data, mut breaching, mut uncleared) = (0usize, 0usize, 0usize);
@@ -818,15 +841,13 @@ fn aggregate(
         }
     };
     // Series are grouped by host in order, so one pass folds each host's instances.
-    for &(hi, idx) in series {
-        let Some(r) = hosts[hi as usize].reading(idx as usize) else {
-            continue;
-        };
-        if !usable(hi, r) {
+    for e in series {
+        if !usable(e) {
             continue;
         }
-        let b = rule.condition.breached(r.value);
-        let u = !rule.condition.cleared(r.value, rule.clear);
+        let hi = e.host;
+        let b = rule.condition.breached(e.value);
+        let u = !rule.condition.cleared(e.value, rule.clear);
         match &mut current {
             Some((h, cb, cu)) if *h == hi => {
                 *cb |= b;
@@ -843,7 +864,7 @@ fn aggregate(
         return None;
     }
     let selected_count = if selected.is_empty() {
-        hosts.len()
+        host_count
     } else {
         selected.iter().filter(|s| **s).count()
     };
