@@ -75,6 +75,8 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
             updates_tx.clone(),
         );
     }
+    crate::collectors::prometheus::spawn_all(&config.prometheus, &updates_tx);
+    crate::alertmanager::spawn(&config, clock.clone(), &events_tx);
 
     let actions = ActionRunner::new(
         ActionSettings {
@@ -87,6 +89,16 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     tokio::spawn(actions.clone().serve(events_tx.subscribe()));
     let first_events = Some(events_tx.subscribe());
     crate::collectors::ssh::spawn_all(&config, &updates_tx, &reconnect_tx);
+
+    if let Some(addr) = config.metrics_addr {
+        let snaps = snap_rx.clone();
+        tokio::spawn(async move {
+            match crate::export::serve(addr, snaps).await {
+                Ok(local) => log::info!("serving metrics at http://{local}/metrics"),
+                Err(e) => log::error!("cannot serve metrics on {addr}: {e}"),
+            }
+        });
+    }
 
     let engine = tokio::spawn(engine::run(
         engine,

@@ -77,6 +77,7 @@ async fn observe(
                 e.error = error;
                 e.statuses.push(status);
             }
+            Update::Discovered { .. } => {}
         }
     }
     task.abort();
