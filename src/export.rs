@@ -48,6 +48,11 @@ fn gauge(
 ) -> Result<(), std::fmt::Error> {
     let mut m = enc.encode_descriptor(name, help, None, MetricType::Gauge)?;
     for (labels, value) in series {
+        if labels.is_empty() {
+            // A lone value: no `{}` after the name.
+            ConstGauge::new(value).encode(m)?;
+            return Ok(());
+        }
         let e = m.encode_family(&labels)?;
         ConstGauge::new(value).encode(e)?;
     }
@@ -151,14 +156,13 @@ impl Collector for SnapshotCollector {
         )?;
         let own = own_usage();
         if let Some(cpu) = own.cpu_seconds {
-            let mut m = enc.encode_descriptor(
+            let m = enc.encode_descriptor(
                 "lookout_process_cpu_seconds",
                 "CPU time lookout itself has used",
                 None,
                 MetricType::Counter,
             )?;
-            prometheus_client::metrics::counter::ConstCounter::new(cpu)
-                .encode(m.encode_family(&Vec::<(&str, &str)>::new())?)?;
+            prometheus_client::metrics::counter::ConstCounter::new(cpu).encode(m)?;
         }
         if let Some(rss) = own.rss_bytes {
             gauge(
@@ -277,4 +281,33 @@ pub async fn serve(addr: SocketAddr, snaps: watch::Receiver<Arc<Snapshot>>) -> s
         }
     });
     Ok(local)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_usage_reads_proc_self() {
+        let start = std::time::Instant::now();
+        let mut x = 0u64;
+        while start.elapsed() < std::time::Duration::from_millis(60) {
+            x = x.wrapping_mul(31).wrapping_add(7);
+        }
+        assert!(x != 1);
+        let u = own_usage();
+        assert!(u.cpu_seconds.is_some_and(|c| c > 0.0), "{u:?}");
+        assert!(u.rss_bytes.is_some_and(|r| r > 1e6), "{u:?}");
+    }
+
+    #[test]
+    fn names_and_lone_values() {
+        assert_eq!(series_name(Metric::Load1), "lookout_load_1");
+        assert_eq!(series_name(Metric::DiskUsedPct), "lookout_disk_used_pct");
+        let page = render(Arc::new(Snapshot::empty(std::time::Duration::from_secs(1))));
+        assert!(page.contains("\nlookout_poll_ms_max 0.0\n"), "{page}");
+        assert!(page.contains("\nlookout_hosts{status=\"up\"} 0.0\n"), "{page}");
+        assert!(page.contains("\nlookout_process_cpu_seconds_total "), "{page}");
+        assert!(page.ends_with("# EOF\n"));
+    }
 }
