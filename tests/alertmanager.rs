@@ -50,7 +50,7 @@ async fn firing_and_resolution_reach_alertmanager() {
         None,
     )
     .expect("valid");
-    assert_eq!(config.triggers[0].alertmanager, [am_url.clone()]);
+    assert_eq!(config.triggers[0].alertmanager, std::slice::from_ref(&am_url));
     let mut running = lookout::runtime::start(Arc::new(config));
     let mut events = running.subscribe_from_start();
     let updates = running.updates();

@@ -90,13 +90,14 @@ async fn values_agree_with_the_same_promql_queried_directly() {
     // One query per metric for all hosts, never one per host.
     assert_eq!(after - before, source.queries.len() as f64);
 
-    let mut names: Vec<&str> = round.hosts.iter().map(|h| &*h.0).collect();
+    let mut names: Vec<&str> = round.hosts.iter().map(|h| &*h.name).collect();
     names.sort_unstable();
     let mut want: Vec<String> = nodes.iter().map(Daemon::addr).collect();
     want.sort();
     assert_eq!(names, want);
 
-    for (host, group, readings, up) in &round.hosts {
+    for found in &round.hosts {
+        let (host, group, readings, up) = (&found.name, &found.group, &found.readings, &found.up);
         assert_eq!(group.as_deref(), Some("web"));
         assert_eq!(*up, Some(1.0));
         let value = |m: Metric, inst: &str| {

@@ -447,11 +447,21 @@ pub fn builtin_queries(s: &PrometheusSource) -> Vec<MetricQuery> {
 // ---------------------------------------------------------------------------------------------
 // Collection.
 
+/// One host found in a round's answers.
+#[derive(Debug)]
+pub struct FoundHost {
+    pub name: HostName,
+    pub group: Option<String>,
+    pub readings: Vec<Reading>,
+    /// Its `up` series, when there is one.
+    pub up: Option<f64>,
+}
+
 /// What one round of queries found.
 #[derive(Debug, Default)]
 pub struct Round {
-    /// Per host: its group and readings, in the order hosts were first seen.
-    pub hosts: Vec<(HostName, Option<String>, Vec<Reading>, Option<f64>)>,
+    /// The hosts, in the order they were first seen.
+    pub hosts: Vec<FoundHost>,
     /// `query name: message` for every query that failed.
     pub errors: Vec<String>,
     /// Whether every query failed for want of an answer (Prometheus unreachable).
@@ -464,7 +474,7 @@ pub type Series = (std::collections::HashMap<String, String>, f64);
 /// Folds query answers into per-host readings (pure; the tests feed it directly).
 #[derive(Default)]
 pub struct RoundBuilder {
-    hosts: Vec<(HostName, Option<String>, Vec<Reading>, Option<f64>)>,
+    hosts: Vec<FoundHost>,
     index: FxHashMap<HostName, usize>,
     errors: Vec<String>,
     failures: usize,
@@ -506,13 +516,18 @@ impl RoundBuilder {
                         .and_then(|g| labels.get(g))
                         .map(|g| crate::model::sanitize(g));
                     self.index.insert(name.clone(), self.hosts.len());
-                    self.hosts.push((name, group, Vec::new(), None));
+                    self.hosts.push(FoundHost {
+                        name,
+                        group,
+                        readings: Vec::new(),
+                        up: None,
+                    });
                     self.hosts.len() - 1
                 }
             };
             let entry = &mut self.hosts[i];
             if q.metric == Metric::HostUp {
-                entry.3 = Some(value);
+                entry.up = Some(value);
                 continue;
             }
             let instance = match &q.instance_label {
@@ -521,7 +536,7 @@ impl RoundBuilder {
                 )),
                 None => crate::model::empty_instance(),
             };
-            entry.2.push(Reading {
+            entry.readings.push(Reading {
                 metric: q.metric,
                 instance,
                 value,
@@ -721,7 +736,13 @@ impl Collector {
             return true;
         }
         let mut seen: FxHashSet<HostName> = FxHashSet::default();
-        for (host, group, readings, up) in round.hosts {
+        for FoundHost {
+            name: host,
+            group,
+            readings,
+            up,
+        } in round.hosts
+        {
             if host == src {
                 continue;
             }
@@ -978,7 +999,7 @@ mod tests {
         let hosts: Vec<(&str, Option<&str>, usize, Option<f64>)> = r
             .hosts
             .iter()
-            .map(|(h, g, rs, up)| (&**h, g.as_deref(), rs.len(), *up))
+            .map(|h| (&*h.name, h.group.as_deref(), h.readings.len(), h.up))
             .collect();
         assert_eq!(
             hosts,
@@ -988,7 +1009,7 @@ mod tests {
                 ("c:9100", None, 1, None)
             ]
         );
-        assert_eq!(&*r.hosts[0].2[1].instance, "/var [2J");
+        assert_eq!(&*r.hosts[0].readings[1].instance, "/var [2J");
         let mut b = RoundBuilder::default();
         b.fail(&q(Metric::Load1), "connection refused".into(), true);
         assert!(b.finish(1).unreachable);
