@@ -9,7 +9,7 @@ cd "$(dirname "$0")/.."
 N=${N:-10000}
 WINDOW=${WINDOW:-60}
 
-cargo build --release --bin lookout --example synth_exporter
+[ -n "${NO_BUILD:-}" ] || cargo build --release --bin lookout --example synth_exporter
 LOOKOUT=target/release/lookout
 SYNTH=target/release/examples/synth_exporter
 
@@ -58,7 +58,7 @@ url = "http://127.0.0.1:$PP"
 selector = '{job="node"}'
 interval = "5s"
 rate_window = "30s"
-timeout = "5s"
+timeout = "10s"
 EOF
 "$LOOKOUT" run --headless --config "$dir/lookout.toml" --metrics-addr "127.0.0.1:$MP" >"$dir/events.jsonl" 2>"$dir/lookout.log" &
 LP=$!; pids="$pids $LP"
@@ -78,6 +78,7 @@ print(f"lookout CPU: {100 * (t1 - t0) / hz / (s1 - s0):.1f}% of one core over {s
 EOF
 grep -E 'VmRSS|VmHWM' "/proc/$LP/status"
 page=$(curl -s "http://127.0.0.1:$MP/metrics")
-echo "hosts up: $(echo "$page" | grep '^lookout_hosts{status="up"}')"
+echo "$page" | grep '^lookout_hosts{' | grep -v ' 0.0$'
+grep -o '"error":"[^"]*"' "$dir/events.jsonl" | sort | uniq -c | head -5
 echo "$page" | grep '^lookout_host_poll_ms{host="prometheus' || true
 echo "$page" | grep -c '^lookout_cpu_usage_pct{' | sed 's/^/cpu.usage_pct series exported: /'

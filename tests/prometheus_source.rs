@@ -175,14 +175,14 @@ async fn values_agree_with_the_same_promql_queried_directly() {
                 Metric::CpuUsage,
                 "",
                 format!(
-                    "100 * (1 - sum(rate(node_cpu_seconds_total{{{sel}, mode=~\"idle|iowait\"}}[5s])) / sum(rate(node_cpu_seconds_total{{{sel}}}[5s])))"
+                    "100 * (1 - sum(rate(node_cpu_seconds_total{{{sel}, mode=~\"idle|iowait\"}}[5s])) / count(node_cpu_seconds_total{{{sel}, mode=\"idle\"}}))"
                 ),
             ),
             (
                 Metric::CpuCoreUsage,
                 "0",
                 format!(
-                    "100 * (1 - sum(rate(node_cpu_seconds_total{{{sel}, cpu=\"0\", mode=~\"idle|iowait\"}}[5s])) / sum(rate(node_cpu_seconds_total{{{sel}, cpu=\"0\"}}[5s])))"
+                    "100 * (1 - sum(rate(node_cpu_seconds_total{{{sel}, cpu=\"0\", mode=~\"idle|iowait\"}}[5s])))"
                 ),
             ),
             (

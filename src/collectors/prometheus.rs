@@ -271,7 +271,13 @@ pub fn builtin_queries(s: &PrometheusSource) -> Vec<MetricQuery> {
         instance_label: inst.map(String::from),
     };
     let gauge = |metric, name: &str| q(metric, format!("max by ({b}) ({})", s.sel(name, "")), None);
-    let cpu_all = s.sel("node_cpu_seconds_total", "");
+    // Each core's modes add up to one second per second, so busy = 1 - (idle + iowait) /
+    // cores. Counting the idle series instead of summing the rates of every mode cuts what
+    // Prometheus evaluates by two thirds (2 s -> 0.65 s for 10,000 hosts, docs/prometheus.md).
+    let cores = format!(
+        "count by ({b}) ({})",
+        s.sel("node_cpu_seconds_total", "mode=\"idle\"")
+    );
     let cpu_idle = s.sel("node_cpu_seconds_total", "mode=~\"idle|iowait\"");
     let cpu_iowait = s.sel("node_cpu_seconds_total", "mode=\"iowait\"");
     let mem_total = s.sel("node_memory_MemTotal_bytes", "");
@@ -321,19 +327,17 @@ pub fn builtin_queries(s: &PrometheusSource) -> Vec<MetricQuery> {
         ),
         q(
             Metric::CpuUsage,
-            format!("100 * (1 - sum by ({b}) (rate({cpu_idle}[{w}])) / sum by ({b}) (rate({cpu_all}[{w}])))"),
+            format!("100 * (1 - sum by ({b}) (rate({cpu_idle}[{w}])) / {cores})"),
             None,
         ),
         q(
             Metric::CpuCoreUsage,
-            format!(
-                "100 * (1 - sum by ({bc}) (rate({cpu_idle}[{w}])) / sum by ({bc}) (rate({cpu_all}[{w}])))"
-            ),
+            format!("100 * (1 - sum by ({bc}) (rate({cpu_idle}[{w}])))"),
             Some("cpu"),
         ),
         q(
             Metric::CpuIowait,
-            format!("100 * sum by ({b}) (rate({cpu_iowait}[{w}])) / sum by ({b}) (rate({cpu_all}[{w}]))"),
+            format!("100 * sum by ({b}) (rate({cpu_iowait}[{w}])) / {cores}"),
             None,
         ),
         gauge(Metric::Load1, "node_load1"),
@@ -341,11 +345,7 @@ pub fn builtin_queries(s: &PrometheusSource) -> Vec<MetricQuery> {
         gauge(Metric::Load15, "node_load15"),
         q(
             Metric::LoadPerCore,
-            format!(
-                "max by ({b}) ({}) / count by ({b}) ({})",
-                s.sel("node_load1", ""),
-                s.sel("node_cpu_seconds_total", "mode=\"idle\"")
-            ),
+            format!("max by ({b}) ({}) / {cores}", s.sel("node_load1", "")),
             None,
         ),
         gauge(Metric::MemTotal, "node_memory_MemTotal_bytes"),
