@@ -134,7 +134,8 @@ pub enum Via {
     Ssh,
     Local,
     Ping,
-    /// Discovered through a `[[prometheus]]` source (not valid in `[[hosts]]`).
+    /// Discovered through a `[[prometheus]]` source (never written in `[[hosts]]`).
+    #[serde(skip_deserializing)]
     Prometheus,
 }
 
@@ -527,13 +528,6 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
             let n = name.get_ref().trim();
             if n.is_empty() || n.starts_with('@') || n == "*" || n.chars().any(char::is_control) {
                 errors.push(loc.error(name.span(), format!("invalid host name `{n}`")));
-                continue;
-            }
-            if entry.via == Via::Prometheus {
-                errors.push(loc.error(
-                    name.span(),
-                    format!("host `{n}`: `via = \"prometheus\"` hosts are discovered, not listed; add a [[prometheus]] table"),
-                ));
                 continue;
             }
             if !seen.insert(n.to_string()) {

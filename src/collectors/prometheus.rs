@@ -943,7 +943,10 @@ mod tests {
             "{e:?}"
         );
         let e = errs("[[hosts]]\nnames = [\"a\"]\nvia = \"prometheus\"\n");
-        assert!(e[0].contains("are discovered, not listed"), "{e:?}");
+        assert!(
+            e[0].contains("unknown variant `prometheus`, expected one of `ssh`, `local`, `ping`"),
+            "{e:?}"
+        );
     }
 
     #[test]
