@@ -56,7 +56,11 @@ pub fn start(config: Arc<Config>) -> Running {
 
 pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     // Room for a few rounds of every host, so a slow engine tick never blocks collectors.
-    let (updates_tx, updates_rx) = mpsc::channel(4 * config.hosts.len().max(64));
+    // A Prometheus source sends a whole round (one sample per discovered host) at once: room
+    // for it lets the engine take it in a few batches instead of one wake-up (and one
+    // trigger and max-risk pass over every host) per 256 updates.
+    let room = 4 * config.hosts.len().max(64) + 32_768 * config.prometheus.len();
+    let (updates_tx, updates_rx) = mpsc::channel(room);
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let (events_tx, _) = broadcast::channel(4096);
     let (reconnect_tx, _) = broadcast::channel(64);
