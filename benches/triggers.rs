@@ -134,6 +134,7 @@ fn rules(names: &[HostName]) -> Vec<Rule> {
                 run_on_resolve: Vec::new(),
                 bell: false,
                 aggregate,
+                alertmanager: Vec::new(),
             }
         })
         .collect()

@@ -104,6 +104,7 @@ fn main() -> ExitCode {
                         down += 1;
                     }
                 }
+                Ok(Some(Update::Discovered { .. })) => {}
                 Ok(None) => break,
                 Err(_) => {}
             }

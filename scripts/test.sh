@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs lookout's whole test suite, first installing (Debian, via apt-get) what the tests
 # drive for real: OpenSSH server and client, ping, iproute2 (network namespaces), nftables
-# and iptables (loss and delay inside namespaces), tmux (end-to-end terminal test).
+# and iptables (loss and delay inside namespaces), tmux (end-to-end terminal test), and
+# Prometheus, node_exporter and Alertmanager (the Prometheus source, export and receiver).
 # Tests that need root (namespaces, raw ICMP) run when this is run as root, as CI does.
 set -eu
 cd "$(dirname "$0")/.."
@@ -16,6 +17,9 @@ want ip iproute2
 want nft nftables
 want iptables iptables
 want tmux tmux
+want prometheus prometheus
+want prometheus-node-exporter prometheus-node-exporter
+want prometheus-alertmanager prometheus-alertmanager
 if [ -n "$missing" ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -22,6 +22,9 @@ pub struct Common {
     /// Configuration file (default: $XDG_CONFIG_HOME/lookout/config.toml, else watch the local host).
     #[arg(long, short = 'c', global = true, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// Serve the current values at http://HOST:PORT/metrics in the Prometheus text format.
+    #[arg(long, global = true, value_name = "HOST:PORT")]
+    pub metrics_addr: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -28,6 +28,7 @@ pub fn check_report(config: &Config) -> String {
             Via::Ssh => "ssh",
             Via::Local => "local",
             Via::Ping => "ping",
+            Via::Prometheus => "prometheus",
         };
         let mut line = format!("    {} ({via}", h.name);
         if let Some(g) = &h.group {

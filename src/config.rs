@@ -33,6 +33,11 @@ pub struct FileConfig {
     pub hosts: Vec<HostsFile>,
     #[serde(default)]
     pub watch: WatchFile,
+    /// Prometheus servers whose targets become hosts (docs/prometheus.md).
+    #[serde(default)]
+    pub prometheus: Vec<crate::collectors::prometheus::PrometheusFile>,
+    #[serde(default)]
+    pub alertmanager: crate::alertmanager::AlertmanagerFile,
     #[serde(default, rename = "trigger")]
     pub triggers: Vec<Spanned<TriggerFile>>,
     /// Key bindings: action name -> key or list of keys (validated by the UI).
@@ -129,6 +134,9 @@ pub enum Via {
     Ssh,
     Local,
     Ping,
+    /// Discovered through a `[[prometheus]]` source (never written in `[[hosts]]`).
+    #[serde(skip_deserializing)]
+    Prometheus,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -174,6 +182,10 @@ pub struct Config {
     pub ssh: SshSettings,
     pub ping: PingSettings,
     pub hosts: Vec<HostConfig>,
+    pub prometheus: Vec<crate::collectors::prometheus::PrometheusSource>,
+    pub alertmanager: crate::alertmanager::AlertmanagerSettings,
+    /// `--metrics-addr`: where `/metrics` is served (set from the command line).
+    pub metrics_addr: Option<std::net::SocketAddr>,
     pub triggers: Vec<Rule>,
     /// Whether the rules are the built-in defaults (no `[[trigger]]` in the file).
     pub default_triggers: bool,
@@ -534,7 +546,7 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
             });
         }
     }
-    if raw.hosts.is_empty() {
+    if raw.hosts.is_empty() && raw.prometheus.is_empty() {
         hosts.push(HostConfig {
             name: Arc::from(local_host_name()),
             group: None,
@@ -589,6 +601,16 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
         }
     }
 
+    let prometheus = raw
+        .prometheus
+        .into_iter()
+        .enumerate()
+        .filter_map(|(i, p)| {
+            crate::collectors::prometheus::PrometheusSource::from_file(p, i, interval, loc, errors)
+        })
+        .collect();
+    let alertmanager = crate::alertmanager::AlertmanagerSettings::from_file(&raw.alertmanager);
+
     let mut warnings = Vec::new();
     let default_triggers = raw.triggers.is_empty();
     let triggers = if default_triggers {
@@ -614,6 +636,9 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
         ssh,
         ping,
         hosts,
+        prometheus,
+        alertmanager,
+        metrics_addr: None,
         triggers,
         default_triggers,
         keys: raw.keys,

@@ -26,6 +26,33 @@ struct HostState {
     rates: RateTracker,
 }
 
+impl HostState {
+    fn new(name: HostName, group: Option<String>, via: Via, cap: usize) -> Self {
+        HostState {
+            view: Arc::new(HostView {
+                name,
+                group,
+                via,
+                status: if via == Via::Local {
+                    HostStatus::Up
+                } else {
+                    HostStatus::Connecting
+                },
+                error: None,
+                last_update: None,
+                rounds: 0,
+                up: Reading::host(Metric::HostUp, 0.0),
+                system: Arc::from([]),
+                ping: Arc::from([]),
+                external: Arc::from([]),
+                processes: Arc::from([]),
+                history: Arc::new(RwLock::new(HostHistory::new(cap))),
+            }),
+            rates: RateTracker::default(),
+        }
+    }
+}
+
 pub struct Engine {
     config: Arc<Config>,
     clock: Arc<dyn Clock>,
@@ -48,28 +75,7 @@ impl Engine {
         let hosts: Vec<HostState> = config
             .hosts
             .iter()
-            .map(|h| HostState {
-                view: Arc::new(HostView {
-                    name: h.name.clone(),
-                    group: h.group.clone(),
-                    via: h.via,
-                    status: if h.via == Via::Local {
-                        HostStatus::Up
-                    } else {
-                        HostStatus::Connecting
-                    },
-                    error: None,
-                    last_update: None,
-                    rounds: 0,
-                    up: Reading::host(Metric::HostUp, 0.0),
-                    system: Arc::from([]),
-                    ping: Arc::from([]),
-                    external: Arc::from([]),
-                    processes: Arc::from([]),
-                    history: Arc::new(RwLock::new(HostHistory::new(cap))),
-                }),
-                rates: RateTracker::default(),
-            })
+            .map(|h| HostState::new(h.name.clone(), h.group.clone(), h.via, cap))
             .collect();
         let index = hosts
             .iter()
@@ -108,7 +114,20 @@ impl Engine {
         match update {
             Update::Sample(sample) => self.apply_sample(sample),
             Update::Status { host, status, error } => self.apply_status(&host, status, error),
+            Update::Discovered { host, group, via } => self.add_host(host, group, via),
         }
+    }
+
+    /// Adds a host found at run time (no-op for a known name).
+    fn add_host(&mut self, host: HostName, group: Option<String>, via: Via) {
+        if self.index.contains_key(&host) {
+            return;
+        }
+        let cap = self.config.general.history_len();
+        self.index.insert(host.clone(), self.hosts.len());
+        self.hosts.push(HostState::new(host, group, via, cap));
+        self.dirty = true;
+        self.max_risk = None;
     }
 
     fn apply_sample(&mut self, sample: Sample) {
@@ -126,9 +145,13 @@ impl Engine {
         // host.up is the engine's to derive from the status, whatever a source says.
         readings.retain(|r| r.value.is_finite() && r.metric != Metric::HostUp);
         let h = &mut self.hosts[i];
-        let mut rates = Vec::new();
-        h.rates.derive(&readings, now, &mut rates);
-        readings.append(&mut rates);
+        // An external source (Prometheus) sends its own rates, computed over its scrapes;
+        // deltas between our polls of a value that changes only per scrape would be wrong.
+        if source != Source::External {
+            let mut rates = Vec::new();
+            h.rates.derive(&readings, now, &mut rates);
+            readings.append(&mut rates);
+        }
         if let Ok(mut hist) = h.view.history.write() {
             hist.record(source, &readings);
         }
@@ -591,5 +614,46 @@ mod tests {
         );
         drop(tx);
         task.await.expect("engine ends when collectors are gone");
+    }
+
+    #[test]
+    fn discovered_hosts_become_rows_and_external_rates_are_kept() {
+        let (mut e, clock) = engine(&["a"]);
+        let discover = |name: &str| Update::Discovered {
+            host: Arc::from(name),
+            group: Some("node".into()),
+            via: Via::Prometheus,
+        };
+        e.apply(discover("n1:9100"));
+        e.apply(discover("n1:9100"));
+        e.apply(discover("a"));
+        assert_eq!(e.snapshot().hosts.len(), 2, "known names are not added twice");
+        up(&mut e, "n1:9100");
+        for i in 0..3 {
+            e.apply(Update::Sample(Sample {
+                host: Arc::from("n1:9100"),
+                source: Source::External,
+                readings: vec![
+                    Reading::new(Metric::NetRxBytes, "eth0", f64::from(i) * 1e6),
+                    Reading::new(Metric::NetRxBps, "eth0", 42.0),
+                ],
+                processes: Vec::new(),
+            }));
+            clock.advance(Duration::from_secs(1));
+        }
+        let snap = e.snapshot();
+        let h = snap.host("n1:9100").expect("discovered host");
+        assert_eq!(h.group.as_deref(), Some("node"));
+        assert_eq!(h.via, Via::Prometheus);
+        assert_eq!(h.status, HostStatus::Up);
+        // the source's own rate, not one derived from deltas between polls
+        assert_eq!(
+            h.values(Metric::NetRxBps).map(|r| r.value).collect::<Vec<_>>(),
+            [42.0]
+        );
+        assert_eq!(
+            line(&e, clock.now() - Duration::from_secs(1), Metric::NetRxBps).map(|l| l.0),
+            Some("n1:9100".into())
+        );
     }
 }

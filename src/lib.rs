@@ -2,6 +2,7 @@
 //!
 //! Data flows one way: collectors -> engine -> snapshot -> front ends (DESIGN.md).
 
+pub mod alertmanager;
 pub mod cli;
 pub mod clock;
 pub mod collectors;
@@ -9,6 +10,7 @@ pub mod commands;
 pub mod config;
 pub mod engine;
 pub mod event;
+pub mod export;
 pub mod fleet;
 pub mod format;
 pub mod headless;

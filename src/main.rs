@@ -9,7 +9,7 @@ use lookout::{commands, config};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match config::load(cli.common.config.as_deref()) {
+    let mut config = match config::load(cli.common.config.as_deref()) {
         Ok(c) => c,
         Err(errors) => {
             eprintln!("{errors}");
@@ -24,6 +24,14 @@ fn main() -> ExitCode {
     if let Some(Command::Check) = cli.command {
         print!("{}", commands::check_report(&config));
         return ExitCode::SUCCESS;
+    }
+    if let Some(addr) = cli.common.metrics_addr {
+        // Fail now, before a screen opens, if the address cannot be served.
+        if let Err(e) = std::net::TcpListener::bind(addr) {
+            eprintln!("lookout: cannot serve metrics on {addr}: {e}");
+            return ExitCode::from(2);
+        }
+        config.metrics_addr = Some(addr);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -307,6 +307,13 @@ pub enum Update {
         status: HostStatus,
         error: Option<String>,
     },
+    /// A host found at run time (a Prometheus target): the engine adds a row for it unless
+    /// it already has one. Its samples and statuses then arrive like any other host's.
+    Discovered {
+        host: HostName,
+        group: Option<String>,
+        via: crate::config::Via,
+    },
 }
 
 /// Seconds since the Unix epoch as RFC 3339, the form every timestamp takes in JSON.

@@ -56,7 +56,11 @@ pub fn start(config: Arc<Config>) -> Running {
 
 pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     // Room for a few rounds of every host, so a slow engine tick never blocks collectors.
-    let (updates_tx, updates_rx) = mpsc::channel(4 * config.hosts.len().max(64));
+    // A Prometheus source sends a whole round (one sample per discovered host) at once: room
+    // for it lets the engine take it in a few batches instead of one wake-up (and one
+    // trigger and max-risk pass over every host) per 256 updates.
+    let room = 4 * config.hosts.len().max(64) + 32_768 * config.prometheus.len();
+    let (updates_tx, updates_rx) = mpsc::channel(room);
     let (commands_tx, commands_rx) = mpsc::channel(64);
     let (events_tx, _) = broadcast::channel(4096);
     let (reconnect_tx, _) = broadcast::channel(64);
@@ -75,6 +79,8 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
             updates_tx.clone(),
         );
     }
+    crate::collectors::prometheus::spawn_all(&config.prometheus, &updates_tx);
+    crate::alertmanager::spawn(&config, clock.clone(), &events_tx);
 
     let actions = ActionRunner::new(
         ActionSettings {
@@ -87,6 +93,16 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     tokio::spawn(actions.clone().serve(events_tx.subscribe()));
     let first_events = Some(events_tx.subscribe());
     crate::collectors::ssh::spawn_all(&config, &updates_tx, &reconnect_tx);
+
+    if let Some(addr) = config.metrics_addr {
+        let snaps = snap_rx.clone();
+        tokio::spawn(async move {
+            match crate::export::serve(addr, snaps).await {
+                Ok(local) => log::info!("serving metrics at http://{local}/metrics"),
+                Err(e) => log::error!("cannot serve metrics on {addr}: {e}"),
+            }
+        });
+    }
 
     let engine = tokio::spawn(engine::run(
         engine,

@@ -51,11 +51,7 @@ impl Table {
     /// Widens every row to the current number of columns (rare: a new series appeared).
     fn relayout(&mut self) {
         let stride = self.columns.len();
-        let rows = if self.stride > 0 {
-            self.data.len() / self.stride
-        } else {
-            0
-        };
+        let rows = self.data.len().checked_div(self.stride).unwrap_or(0);
         let mut data = vec![f32::NAN; rows * stride];
         if self.stride > 0 {
             for (row, old) in self.data.chunks_exact(self.stride).enumerate() {

@@ -4,6 +4,7 @@
 pub mod local;
 pub mod ping;
 pub mod procfs;
+pub mod prometheus;
 pub mod remote;
 pub mod ssh;
 

@@ -34,6 +34,8 @@ pub struct TriggerFile {
     pub min_hosts: Option<Spanned<toml::Value>>,
     /// Aggregate rule: fires when at least this share (%) of the selected hosts breach.
     pub min_hosts_pct: Option<Spanned<toml::Value>>,
+    /// Alertmanager base URLs that receive this rule's firing and resolved alerts.
+    pub alertmanager: Option<Vec<Spanned<String>>>,
 }
 
 /// "a string (\"90%\")", "a boolean", ... for type errors.
@@ -254,6 +256,8 @@ pub struct Rule {
     pub run_on_resolve: Vec<String>,
     pub bell: bool,
     pub aggregate: Option<Aggregate>,
+    /// Alertmanager base URLs (`http://host:9093`) that receive firing and resolved alerts.
+    pub alertmanager: Vec<String>,
 }
 
 impl Rule {
@@ -416,6 +420,8 @@ impl Rule {
                 .map(|i| selector.name(i).clone())
                 .collect::<Vec<_>>()
         });
+        let alertmanager =
+            crate::alertmanager::validate_urls(f.alertmanager.as_deref().unwrap_or_default(), loc, errors);
         if errors.len() > before {
             return None;
         }
@@ -440,6 +446,7 @@ impl Rule {
             run_on_resolve,
             bell: f.bell.unwrap_or(false),
             aggregate,
+            alertmanager,
         })
     }
 
@@ -571,6 +578,7 @@ pub fn default_rules() -> Vec<Rule> {
         run_on_resolve: Vec::new(),
         bell: false,
         aggregate: None,
+        alertmanager: Vec::new(),
     };
     vec![
         rule(

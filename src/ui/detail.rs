@@ -79,6 +79,7 @@ fn header(area: Rect, buf: &mut Buffer, app: &App, h: &HostView) {
         crate::config::Via::Ssh => "ssh",
         crate::config::Via::Local => "local",
         crate::config::Via::Ping => "ping",
+        crate::config::Via::Prometheus => "prometheus",
     };
     let status_style = match h.status {
         HostStatus::Up => t.ok,

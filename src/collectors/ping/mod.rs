@@ -225,7 +225,9 @@ async fn flush(shared: Arc<Shared>) {
                     Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
                     Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
                 },
-                Update::Status { .. } => shared.tx.send(update).await.map_err(|_| ()),
+                Update::Status { .. } | Update::Discovered { .. } => {
+                    shared.tx.send(update).await.map_err(|_| ())
+                }
             };
             if sent.is_err() {
                 return;
