@@ -3,7 +3,6 @@
 //!
 //! One `System` lives for the whole run and only what is watched is refreshed.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +21,8 @@ pub struct LocalCollector {
     host: HostName,
     system: System,
     disks: Disks,
-    networks: Networks,
+    /// Only where /proc/net/dev is missing.
+    networks: Option<Networks>,
     watched_processes: Vec<Arc<str>>,
     mounts: Vec<String>,
     interfaces: Vec<String>,
@@ -40,8 +40,7 @@ impl LocalCollector {
             host: host.name.clone(),
             system,
             disks: Disks::new_with_refreshed_list().map_err(|e| format!("cannot list disks: {e}"))?,
-            networks: Networks::new_with_refreshed_list()
-                .map_err(|e| format!("cannot list interfaces: {e}"))?,
+            networks: None,
             watched_processes: host.processes.clone(),
             mounts: host.mounts.clone(),
             interfaces: host.interfaces.clone(),
@@ -136,7 +135,11 @@ impl LocalCollector {
     }
 
     fn collect_disks(&mut self, readings: &mut Vec<Reading>) {
-        self.disks.refresh(true);
+        // The usage figures come from statvfs below; sysinfo only supplies the list of mounts,
+        // which changes rarely, so it is re-read every 30 rounds rather than every round.
+        if self.rounds % 30 == 1 {
+            self.disks.refresh(true);
+        }
         let mut seen = Vec::new();
         for disk in self.disks.iter() {
             let mount = disk.mount_point().to_string_lossy().into_owned();
@@ -170,48 +173,62 @@ impl LocalCollector {
         }
     }
 
+    /// Interface counters from /proc/net/dev: one read for every interface and all eight
+    /// counters (sysinfo reads eight /sys files per interface and has no drop counters).
+    /// Where /proc/net/dev is missing (not Linux), sysinfo's counters are used, without drops.
     fn collect_networks(&mut self, readings: &mut Vec<Reading>) {
-        self.networks.refresh(true);
-        // Drops are only in /proc/net/dev; read it once when present.
-        let drops: HashMap<String, (u64, u64)> = std::fs::read_to_string("/proc/net/dev")
-            .map(|t| {
-                procfs::parse_net_dev(&t)
-                    .into_iter()
-                    .map(|d| (d.name, (d.rx_drops, d.tx_drops)))
-                    .collect()
-            })
-            .unwrap_or_default();
-        let mut names: Vec<(String, &sysinfo::NetworkData)> = self
-            .networks
-            .iter()
-            .map(|(n, d)| (n.to_string_lossy().into_owned(), d))
-            .collect();
-        names.sort_by(|a, b| a.0.cmp(&b.0));
-        for (name, d) in names {
-            let name = &name;
+        let mut devs = match std::fs::read_to_string("/proc/net/dev") {
+            Ok(text) => procfs::parse_net_dev(&text),
+            Err(_) => self.sysinfo_networks(),
+        };
+        devs.sort_by(|a, b| a.name.cmp(&b.name));
+        for d in devs {
             let wanted = if self.interfaces.is_empty() {
-                name != "lo"
+                d.name != "lo"
             } else {
-                self.interfaces.contains(name)
+                self.interfaces.contains(&d.name)
             };
             if !wanted {
                 continue;
             }
-            let inst = self.names.get(&sanitize(name));
-            let (rx_drops, tx_drops) = drops.get(name.as_str()).copied().unwrap_or((0, 0));
+            let inst = self.names.get(&d.name);
             for (metric, value) in [
-                (Metric::NetRxBytes, d.total_received()),
-                (Metric::NetTxBytes, d.total_transmitted()),
-                (Metric::NetRxPackets, d.total_packets_received()),
-                (Metric::NetTxPackets, d.total_packets_transmitted()),
-                (Metric::NetRxErrors, d.total_errors_on_received()),
-                (Metric::NetTxErrors, d.total_errors_on_transmitted()),
-                (Metric::NetRxDrops, rx_drops),
-                (Metric::NetTxDrops, tx_drops),
+                (Metric::NetRxBytes, d.rx_bytes),
+                (Metric::NetTxBytes, d.tx_bytes),
+                (Metric::NetRxPackets, d.rx_packets),
+                (Metric::NetTxPackets, d.tx_packets),
+                (Metric::NetRxErrors, d.rx_errors),
+                (Metric::NetTxErrors, d.tx_errors),
+                (Metric::NetRxDrops, d.rx_drops),
+                (Metric::NetTxDrops, d.tx_drops),
             ] {
                 readings.push(Reading::new(metric, inst.clone(), value as f64));
             }
         }
+    }
+
+    fn sysinfo_networks(&mut self) -> Vec<procfs::NetDev> {
+        if self.networks.is_none() {
+            self.networks = Networks::new_with_refreshed_list().ok();
+        }
+        let Some(networks) = self.networks.as_mut() else {
+            return Vec::new();
+        };
+        networks.refresh(true);
+        networks
+            .iter()
+            .map(|(n, d)| procfs::NetDev {
+                name: sanitize(&n.to_string_lossy()),
+                rx_bytes: d.total_received(),
+                tx_bytes: d.total_transmitted(),
+                rx_packets: d.total_packets_received(),
+                tx_packets: d.total_packets_transmitted(),
+                rx_errors: d.total_errors_on_received(),
+                tx_errors: d.total_errors_on_transmitted(),
+                rx_drops: 0,
+                tx_drops: 0,
+            })
+            .collect()
     }
 
     fn collect_processes(&mut self, total_mem: u64, readings: &mut Vec<Reading>) -> Vec<ProcessDetail> {
