@@ -192,18 +192,7 @@ impl LocalCollector {
                 continue;
             }
             let inst = self.names.get(&d.name);
-            for (metric, value) in [
-                (Metric::NetRxBytes, d.rx_bytes),
-                (Metric::NetTxBytes, d.tx_bytes),
-                (Metric::NetRxPackets, d.rx_packets),
-                (Metric::NetTxPackets, d.tx_packets),
-                (Metric::NetRxErrors, d.rx_errors),
-                (Metric::NetTxErrors, d.tx_errors),
-                (Metric::NetRxDrops, d.rx_drops),
-                (Metric::NetTxDrops, d.tx_drops),
-            ] {
-                readings.push(Reading::new(metric, inst.clone(), value as f64));
-            }
+            d.push_readings(&inst, readings);
         }
     }
 
@@ -245,7 +234,6 @@ impl LocalCollector {
         );
         let mut details = Vec::new();
         for watch in &self.watched_processes {
-            let (mut count, mut cpu, mut rss, mut vms, mut shared) = (0u64, 0.0f64, 0u64, 0u64, 0u64);
             for (pid, p) in self.system.processes() {
                 if *pid == self.own_pid
                     || p.thread_kind()
@@ -271,11 +259,6 @@ impl LocalCollector {
                 } else {
                     0.0
                 };
-                count += 1;
-                cpu += p_cpu;
-                rss += p.memory();
-                vms += p.virtual_memory();
-                shared += p_shared;
                 details.push(ProcessDetail {
                     watch: watch.clone(),
                     pid,
@@ -289,21 +272,7 @@ impl LocalCollector {
                     cmdline: sanitize(&cmdline),
                 });
             }
-            let mem_pct = if total_mem > 0 {
-                rss as f64 / total_mem as f64 * 100.0
-            } else {
-                0.0
-            };
-            for (metric, value) in [
-                (Metric::ProcCount, count as f64),
-                (Metric::ProcCpu, cpu),
-                (Metric::ProcMem, mem_pct),
-                (Metric::ProcRss, rss as f64),
-                (Metric::ProcVms, vms as f64),
-                (Metric::ProcShared, shared as f64),
-            ] {
-                readings.push(Reading::new(metric, watch.clone(), value));
-            }
+            super::push_process_totals(watch, &details, total_mem, readings);
         }
         details.sort_by(|a, b| a.watch.cmp(&b.watch).then(a.pid.cmp(&b.pid)));
         details

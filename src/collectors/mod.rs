@@ -23,6 +23,40 @@ pub fn process_matches(watch: &str, name: &str, cmdline: &str) -> bool {
     (watch.contains(' ') || watch.contains('/')) && cmdline.contains(watch)
 }
 
+/// The per-name totals of the watched processes (count, cpu %, mem %, rss, vms, shared)
+/// from their per-process detail: the same aggregation for local and remote hosts.
+pub fn push_process_totals(
+    watch: &std::sync::Arc<str>,
+    details: &[crate::model::ProcessDetail],
+    mem_total_bytes: u64,
+    out: &mut Vec<crate::model::Reading>,
+) {
+    use crate::model::{Metric, Reading};
+    let (mut count, mut cpu, mut rss, mut vms, mut shared) = (0u64, 0.0f64, 0u64, 0u64, 0u64);
+    for d in details.iter().filter(|d| d.watch == *watch) {
+        count += 1;
+        cpu += d.cpu_pct;
+        rss = rss.saturating_add(d.rss_bytes);
+        vms = vms.saturating_add(d.vms_bytes);
+        shared = shared.saturating_add(d.shared_bytes);
+    }
+    let mem = if mem_total_bytes > 0 {
+        rss as f64 / mem_total_bytes as f64 * 100.0
+    } else {
+        0.0
+    };
+    for (metric, value) in [
+        (Metric::ProcCount, count as f64),
+        (Metric::ProcCpu, cpu),
+        (Metric::ProcMem, mem),
+        (Metric::ProcRss, rss as f64),
+        (Metric::ProcVms, vms as f64),
+        (Metric::ProcShared, shared as f64),
+    ] {
+        out.push(Reading::new(metric, watch.clone(), value));
+    }
+}
+
 /// Pseudo filesystems that are never "real" disks.
 pub const PSEUDO_FILESYSTEMS: &[&str] = &[
     "proc",

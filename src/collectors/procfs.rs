@@ -95,6 +95,25 @@ pub struct NetDev {
     pub tx_drops: u64,
 }
 
+impl NetDev {
+    /// The eight counters of this interface as catalogue readings.
+    pub fn push_readings(&self, instance: &std::sync::Arc<str>, out: &mut Vec<crate::model::Reading>) {
+        use crate::model::{Metric, Reading};
+        for (metric, value) in [
+            (Metric::NetRxBytes, self.rx_bytes),
+            (Metric::NetTxBytes, self.tx_bytes),
+            (Metric::NetRxPackets, self.rx_packets),
+            (Metric::NetTxPackets, self.tx_packets),
+            (Metric::NetRxErrors, self.rx_errors),
+            (Metric::NetTxErrors, self.tx_errors),
+            (Metric::NetRxDrops, self.rx_drops),
+            (Metric::NetTxDrops, self.tx_drops),
+        ] {
+            out.push(Reading::new(metric, instance.clone(), value as f64));
+        }
+    }
+}
+
 /// Parses /proc/net/dev (the two header lines are skipped by shape, not by position).
 pub fn parse_net_dev(text: &str) -> Vec<NetDev> {
     text.lines()

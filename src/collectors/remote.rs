@@ -260,18 +260,7 @@ pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
                 continue;
             }
             let inst: Arc<str> = Arc::from(d.name.as_str());
-            for (metric, value) in [
-                (Metric::NetRxBytes, d.rx_bytes),
-                (Metric::NetTxBytes, d.tx_bytes),
-                (Metric::NetRxPackets, d.rx_packets),
-                (Metric::NetTxPackets, d.tx_packets),
-                (Metric::NetRxErrors, d.rx_errors),
-                (Metric::NetTxErrors, d.tx_errors),
-                (Metric::NetRxDrops, d.rx_drops),
-                (Metric::NetTxDrops, d.tx_drops),
-            ] {
-                p.readings.push(Reading::new(metric, inst.clone(), value as f64));
-            }
+            d.push_readings(&inst, &mut p.readings);
         }
     }
     if let Some(df) = get(DF_MARKER) {
@@ -640,29 +629,7 @@ impl RemoteState {
         self.prev_uptime = uptime_s;
 
         for w in &watch.processes {
-            let (mut count, mut cpu, mut rss, mut vms, mut shared) = (0u64, 0.0, 0u64, 0u64, 0u64);
-            for d in details.iter().filter(|d| d.watch == *w) {
-                count += 1;
-                cpu += d.cpu_pct;
-                rss = rss.saturating_add(d.rss_bytes);
-                vms = vms.saturating_add(d.vms_bytes);
-                shared = shared.saturating_add(d.shared_bytes);
-            }
-            let mem = if mem_total_bytes > 0 {
-                rss as f64 / mem_total_bytes as f64 * 100.0
-            } else {
-                0.0
-            };
-            for (metric, value) in [
-                (Metric::ProcCount, count as f64),
-                (Metric::ProcCpu, cpu),
-                (Metric::ProcMem, mem),
-                (Metric::ProcRss, rss as f64),
-                (Metric::ProcVms, vms as f64),
-                (Metric::ProcShared, shared as f64),
-            ] {
-                readings.push(Reading::new(metric, w.clone(), value));
-            }
+            super::push_process_totals(w, &details, mem_total_bytes, &mut readings);
         }
         details.sort_by(|a, b| a.watch.cmp(&b.watch).then(a.pid.cmp(&b.pid)));
         (readings, details)
