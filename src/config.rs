@@ -563,38 +563,27 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
     // processes, disks or interfaces to watch, so `*` and groups pass over them).
     let selector = HostSelector::new(&hosts);
     let pinged_only: Vec<bool> = hosts.iter().map(|h| h.via == Via::Ping).collect();
-    let measurable = |i: &usize| !pinged_only[*i];
+    let selected = |sel: &[Spanned<String>], errors: &mut Vec<ConfigError>| -> Vec<usize> {
+        let mut v = selector.resolve(sel, loc, errors);
+        v.retain(|&i| !pinged_only[i]);
+        v
+    };
     for w in &raw.watch.processes {
-        let selected: Vec<usize> = selector
-            .resolve(&w.hosts, loc, errors)
-            .into_iter()
-            .filter(measurable)
-            .collect();
-        for i in selected {
+        for i in selected(&w.hosts, errors) {
             for n in &w.names {
                 push_unique(&mut hosts[i].processes, Arc::from(n.as_str()));
             }
         }
     }
     for w in &raw.watch.disks {
-        let selected: Vec<usize> = selector
-            .resolve(&w.hosts, loc, errors)
-            .into_iter()
-            .filter(measurable)
-            .collect();
-        for i in selected {
+        for i in selected(&w.hosts, errors) {
             for m in &w.mounts {
                 push_unique(&mut hosts[i].mounts, m.clone());
             }
         }
     }
     for w in &raw.watch.interfaces {
-        let selected: Vec<usize> = selector
-            .resolve(&w.hosts, loc, errors)
-            .into_iter()
-            .filter(measurable)
-            .collect();
-        for i in selected {
+        for i in selected(&w.hosts, errors) {
             for n in &w.names {
                 push_unique(&mut hosts[i].interfaces, n.clone());
             }

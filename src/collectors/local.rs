@@ -183,12 +183,7 @@ impl LocalCollector {
         };
         devs.sort_by(|a, b| a.name.cmp(&b.name));
         for d in devs {
-            let wanted = if self.interfaces.is_empty() {
-                d.name != "lo"
-            } else {
-                self.interfaces.contains(&d.name)
-            };
-            if !wanted {
+            if !super::wants_interface(&self.interfaces, &d.name) {
                 continue;
             }
             let inst = self.names.get(&d.name);

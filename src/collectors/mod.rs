@@ -57,6 +57,16 @@ pub fn push_process_totals(
     }
 }
 
+/// Whether an interface is reported: the watched ones, or every non-loopback one when the
+/// host watches none.
+pub fn wants_interface(watched: &[String], name: &str) -> bool {
+    if watched.is_empty() {
+        name != "lo"
+    } else {
+        watched.iter().any(|w| w == name)
+    }
+}
+
 /// Pseudo filesystems that are never "real" disks.
 pub const PSEUDO_FILESYSTEMS: &[&str] = &[
     "proc",

@@ -251,12 +251,7 @@ pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
     }
     if let Some(dev) = get("/proc/net/dev") {
         for d in procfs::parse_net_dev(dev) {
-            let wanted = if watch.interfaces.is_empty() {
-                d.name != "lo"
-            } else {
-                watch.interfaces.contains(&d.name)
-            };
-            if !wanted {
+            if !super::wants_interface(&watch.interfaces, &d.name) {
                 continue;
             }
             let inst: Arc<str> = Arc::from(d.name.as_str());
