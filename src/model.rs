@@ -324,6 +324,12 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// Removes control characters (escape sequences, bells, newlines) from text that came from a
 /// remote host, so it can never drive the terminal or smuggle lines into logs and actions.
 pub fn sanitize(text: &str) -> String {
+    let trimmed = text.trim();
+    // The usual case, one allocation: nothing to replace (control characters at the ends
+    // are whitespace, trimmed either way).
+    if !trimmed.chars().any(char::is_control) {
+        return trimmed.to_string();
+    }
     text.chars()
         .map(|c| if c.is_control() { ' ' } else { c })
         .collect::<String>()
@@ -352,5 +358,8 @@ mod tests {
     #[test]
     fn sanitize_strips_escapes() {
         assert_eq!(sanitize("a\x1b[31mred\x07\n"), "a [31mred");
+        assert_eq!(sanitize("\n\t plain name \r\n"), "plain name");
+        assert_eq!(sanitize("\x07bell"), "bell");
+        assert_eq!(sanitize("a\0b"), "a b");
     }
 }

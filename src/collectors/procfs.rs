@@ -47,6 +47,20 @@ pub fn cpu_percent(prev: &CpuTimes, cur: &CpuTimes) -> Option<(f64, f64)> {
     ))
 }
 
+/// The first `N` leading numeric fields (fewer when a field is not a number or the line
+/// ends: the count says how many), without allocating: these parsers run for every sample of
+/// every host.
+fn leading_numbers<'a, const N: usize>(fields: impl Iterator<Item = &'a str>) -> (usize, [u64; N]) {
+    let mut out = [0u64; N];
+    let mut n = 0;
+    for f in fields.take(N) {
+        let Ok(v) = f.parse() else { break };
+        out[n] = v;
+        n += 1;
+    }
+    (n, out)
+}
+
 /// The `cpu` (total) line and the `cpuN` lines of /proc/stat, in order.
 pub fn parse_stat_cpus(text: &str) -> (Option<CpuTimes>, Vec<(u32, CpuTimes)>) {
     let mut total = None;
@@ -57,11 +71,11 @@ pub fn parse_stat_cpus(text: &str) -> (Option<CpuTimes>, Vec<(u32, CpuTimes)>) {
         let Some(rest) = label.strip_prefix("cpu") else {
             continue;
         };
-        let nums: Vec<u64> = fields.map_while(|f| f.parse().ok()).collect();
-        if nums.len() < 4 {
+        let (n, nums) = leading_numbers::<8>(fields);
+        if n < 4 {
             continue;
         }
-        let at = |i: usize| nums.get(i).copied().unwrap_or(0);
+        let at = |i: usize| nums[i];
         let t = CpuTimes {
             user: at(0),
             nice: at(1),
@@ -123,11 +137,8 @@ pub fn parse_net_dev(text: &str) -> Vec<NetDev> {
             if name.is_empty() || name.contains('|') {
                 return None;
             }
-            let n: Vec<u64> = rest
-                .split_ascii_whitespace()
-                .map_while(|f| f.parse().ok())
-                .collect();
-            if n.len() < 16 {
+            let (count, n) = leading_numbers::<16>(rest.split_ascii_whitespace());
+            if count < 16 {
                 return None;
             }
             Some(NetDev {

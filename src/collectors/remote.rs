@@ -160,28 +160,34 @@ pub struct Parsed {
 
 /// Splits a sample into its sections: (`@@name` or `/proc/...` path, body).
 fn sections(text: &str) -> Vec<(&str, &str)> {
-    let mut out = Vec::new();
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(16);
     let mut current: Option<(&str, usize)> = None;
-    let mut offset = 0;
-    for line in text.split_inclusive('\n') {
-        let start = offset;
-        offset += line.len();
-        let l = line.trim_end_matches(['\n', '\r']);
-        let header = l
-            .strip_prefix("==> ")
-            .and_then(|h| h.strip_suffix(" <=="))
-            .or_else(|| l.strip_prefix("@@").map(|_| l.split(' ').next().unwrap_or(l)));
-        if let Some(name) = header {
-            if let Some((n, s)) = current.take() {
-                out.push((n, &text[s..start]));
+    let mut start = 0;
+    while start < bytes.len() {
+        // memchr finds line ends with SIMD; a sample has hundreds of lines, and this split
+        // was a tenth of the parse at 1,000 hosts.
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i + 1);
+        // Only lines starting `==> ` or `@@` are headers; others are skipped unread.
+        if matches!(bytes[start], b'=' | b'@') {
+            let l = text[start..end].trim_end_matches(['\n', '\r']);
+            let header = l
+                .strip_prefix("==> ")
+                .and_then(|h| h.strip_suffix(" <=="))
+                .or_else(|| l.strip_prefix("@@").map(|_| l.split(' ').next().unwrap_or(l)));
+            if let Some(name) = header {
+                if let Some((n, s)) = current.take() {
+                    out.push((n, &text[s..start]));
+                }
+                if name == END_MARKER {
+                    return out;
+                }
+                // the @@lookout line carries its values on the header line itself
+                let body_start = if name == START_MARKER { start } else { end };
+                current = Some((name, body_start));
             }
-            if name == END_MARKER {
-                return out;
-            }
-            // the @@lookout line carries its values on the header line itself
-            let body_start = if name == START_MARKER { start } else { offset };
-            current = Some((name, body_start));
         }
+        start = end;
     }
     if let Some((n, s)) = current {
         out.push((n, &text[s..]));
@@ -195,7 +201,12 @@ fn num<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
 
 /// Parses one sample (the text up to and including `@@end`). Pure; never panics.
 pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
-    let sections = sections(text);
+    let all = sections(text);
+    // The per-process sections (most of them) follow @@procs; the rest are looked up by name.
+    let (sections, procs) = match all.iter().position(|(n, _)| *n == PROCS_MARKER) {
+        Some(at) => (&all[..at], Some(&all[at + 1..])),
+        None => (&all[..], None),
+    };
     let Some((_, head)) = sections.iter().find(|(n, _)| *n == START_MARKER) else {
         let first: String = text.lines().next().unwrap_or("").chars().take(120).collect();
         return Err(ParseError::NotASample(sanitize(&first)));
@@ -265,8 +276,10 @@ pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
         };
         disks(df, &fstypes, watch, &mut p.readings);
     }
-    if !watch.processes.is_empty() && get(PROCS_MARKER).is_some() {
-        p.processes = processes(&sections, shell_pid, page, watch);
+    if !watch.processes.is_empty()
+        && let Some(procs) = procs
+    {
+        p.processes = processes(procs, shell_pid, page, watch);
     }
     Ok(p)
 }
@@ -465,34 +478,45 @@ struct ProcFiles<'a> {
     cmdline: Option<&'a str>,
 }
 
+/// The watched processes among the per-process sections (those after `@@procs`).
 fn processes(sections: &[(&str, &str)], shell_pid: u32, page: u64, watch: &Watch) -> Vec<RawProcess> {
-    // Per-process sections follow the @@procs marker.
-    let mut files: HashMap<u32, ProcFiles> = HashMap::new();
-    let mut after = false;
+    // `head` prints every stat file, then every statm, then every cmdline, each list in the
+    // same glob order: a cursor finds a process's entry without a hash map (one lookup from
+    // the start when a list begins, or when a process vanished in between).
+    let mut files: Vec<(u32, ProcFiles)> = Vec::with_capacity(sections.len() / 3 + 1);
+    let mut cursor = 0;
     for (name, body) in sections {
-        if *name == PROCS_MARKER {
-            after = true;
-            continue;
-        }
-        if !after {
-            continue;
-        }
         let Some((pid, file)) = proc_file(name) else {
             continue;
         };
-        let e = files.entry(pid).or_default();
+        if file == "stat" {
+            files.push((
+                pid,
+                ProcFiles {
+                    stat: Some(body),
+                    ..ProcFiles::default()
+                },
+            ));
+            continue;
+        }
+        let found = files[cursor..]
+            .iter()
+            .position(|(p, _)| *p == pid)
+            .map(|i| cursor + i)
+            .or_else(|| files[..cursor].iter().position(|(p, _)| *p == pid));
+        let Some(i) = found else { continue };
+        cursor = i;
         match file {
-            "stat" => e.stat = Some(body),
-            "statm" => e.statm = Some(body),
-            "cmdline" => e.cmdline = Some(body),
+            "statm" => files[i].1.statm = Some(body),
+            "cmdline" => files[i].1.cmdline = Some(body),
             _ => {}
         }
     }
-    let mut pids: Vec<u32> = files.keys().copied().collect();
-    pids.sort_unstable();
+    files.sort_by_key(|(pid, _)| *pid);
+    // A repeated pid (hostile output) counts once.
+    files.dedup_by_key(|(pid, _)| *pid);
     let mut out = Vec::new();
-    for pid in pids {
-        let Some(f) = files.get(&pid) else { continue };
+    for (pid, f) in files {
         let Some(stat) = f.stat else { continue };
         let Some((name, rest)) = stat.split_once(" (").and_then(|(_, r)| r.rsplit_once(") ")) else {
             continue;
@@ -523,18 +547,17 @@ fn processes(sections: &[(&str, &str)], shell_pid: u32, page: u64, watch: &Watch
             .and_then(|s| num::<u64>(s.split_ascii_whitespace().nth(2)))
             .unwrap_or(0)
             .saturating_mul(page);
-        let cmdline: String = cmdline_raw
-            .chars()
-            .map(|c| if c == '\0' || c == '\n' { ' ' } else { c })
-            .collect();
-        let cmdline = cmdline.trim();
+        // The NULs between arguments are control characters: sanitizing turns them into
+        // the spaces a command line is shown and matched with.
+        let cmdline = sanitize(cmdline_raw);
+        let name = sanitize(name);
         for w in &watch.processes {
-            if super::process_matches(w, name, cmdline) {
+            if super::process_matches(w, &name, &cmdline) {
                 out.push(RawProcess {
                     watch: w.clone(),
                     pid,
-                    name: sanitize(name),
-                    cmdline: sanitize(cmdline),
+                    name: name.clone(),
+                    cmdline: cmdline.clone(),
                     ticks,
                     rss_bytes: rss,
                     vms_bytes: vms,
@@ -664,6 +687,50 @@ mod tests {
     fn script_has_no_single_quote() {
         assert!(!script(true).contains('\''));
         assert!(command(false).starts_with("exec sh -c '"));
+    }
+
+    #[test]
+    fn process_files_are_matched_by_pid_in_any_order() {
+        let stat = |pid: u32, name: &str| {
+            format!(
+                "==> /proc/{pid}/stat <==\n{pid} ({name}) S 1 1 1 0 -1 0 0 0 0 0 7 3 0 0 20 0 1 0 5 4096 10\n\n"
+            )
+        };
+        let statm = |pid: u32, shared: u32| format!("==> /proc/{pid}/statm <==\n10 5 {shared} 1 0 2 0\n\n");
+        let cmdline = |pid: u32, c: &str| format!("==> /proc/{pid}/cmdline <==\n{c}\n\n");
+        let sample = [
+            "@@lookout 1 99 100 4096 1\n==> /proc/stat <==\ncpu  1 0 1 10 0 0 0 0\n\n@@procs\n".to_string(),
+            stat(10, "nginx"),
+            stat(2, "nginx"),
+            stat(30, "nginx"),
+            stat(30, "nginx"),
+            // 2's statm vanished; the statm list comes in another order than the stat list
+            statm(30, 3),
+            statm(10, 1),
+            cmdline(2, "nginx\0-g\0two"),
+            cmdline(10, "nginx\0ten"),
+            cmdline(30, "nginx\0thirty"),
+            "@@end 1\n".to_string(),
+        ]
+        .concat();
+        let watch = Watch {
+            processes: vec![Arc::from("nginx")],
+            ..Watch::default()
+        };
+        let p = parse(&sample, &watch).expect("parses");
+        let got: Vec<(u32, u64, &str)> = p
+            .processes
+            .iter()
+            .map(|p| (p.pid, p.shared_bytes / 4096, p.cmdline.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                (2, 0, "nginx -g two"),
+                (10, 1, "nginx ten"),
+                (30, 3, "nginx thirty")
+            ]
+        );
     }
 
     #[test]

@@ -115,6 +115,17 @@ impl client::Handler for Client {
 /// An authenticated session.
 pub type Session = Handle<Client>;
 
+/// russh's ciphers with AES-GCM first: with AES-NI it decrypts a sample with less CPU
+/// than ChaCha20-Poly1305 (russh's first choice, a sixteenth of lookout's CPU at 1,000
+/// hosts). Both are OpenSSH defaults; the first in this order that the server offers is used.
+const CIPHERS: &[russh::cipher::Name] = &[
+    russh::cipher::AES_256_GCM,
+    russh::cipher::CHACHA20_POLY1305,
+    russh::cipher::AES_256_CTR,
+    russh::cipher::AES_192_CTR,
+    russh::cipher::AES_128_CTR,
+];
+
 fn russh_config() -> Arc<client::Config> {
     Arc::new(client::Config {
         // Without it every exec costs ~48 ms instead of ~5.6 ms (Nagle + delayed ACK).
@@ -124,6 +135,10 @@ fn russh_config() -> Arc<client::Config> {
         // Each session keeps a read buffer of the next power of two above its largest
         // packet: 16 KiB packets make it 32 KiB instead of 64 KiB (docs/fleet.md).
         maximum_packet_size: 16 * 1024,
+        preferred: russh::Preferred {
+            cipher: std::borrow::Cow::Borrowed(CIPHERS),
+            ..russh::Preferred::DEFAULT
+        },
         ..client::Config::default()
     })
 }
