@@ -41,8 +41,8 @@ pub struct MetricInfo {
     pub kind: Kind,
     /// For counters: the per-second rate the engine derives from them.
     pub rate: Option<Metric>,
-    /// Whether the engine keeps history for this series: only the ones the dashboard charts
-    /// (history is most of the memory a large fleet costs).
+    /// Whether the engine keeps history for this series: exactly the ones the dashboard
+    /// charts (`ui::detail::CHARTS`), as history is most of the memory a large fleet costs.
     pub history: bool,
     pub description: &'static str,
 }
@@ -98,11 +98,11 @@ catalogue! {
     MemUsed = "mem.used_bytes", Bytes, "", Higher, Gauge, None, false, "memory in use (total - available)";
     MemAvailable = "mem.available_bytes", Bytes, "", Lower, Gauge, None, false, "memory available to new work";
     MemUsedPct = "mem.used_pct", Percent, "", Higher, Gauge, None, true, "memory in use, %";
-    SwapUsedPct = "swap.used_pct", Percent, "", Higher, Gauge, None, true, "swap in use, %";
+    SwapUsedPct = "swap.used_pct", Percent, "", Higher, Gauge, None, false, "swap in use, %";
     DiskTotal = "disk.total_bytes", Bytes, "mount", None, Gauge, None, false, "filesystem size";
     DiskUsed = "disk.used_bytes", Bytes, "mount", Higher, Gauge, None, false, "bytes used";
     DiskFree = "disk.free_bytes", Bytes, "mount", Lower, Gauge, None, false, "bytes available to users";
-    DiskUsedPct = "disk.used_pct", Percent, "mount", Higher, Gauge, None, true, "used / (used + available), as df";
+    DiskUsedPct = "disk.used_pct", Percent, "mount", Higher, Gauge, None, false, "used / (used + available), as df";
     NetRxBytes = "net.rx_bytes", Bytes, "interface", None, Counter, Some(Metric::NetRxBps), false, "bytes received";
     NetTxBytes = "net.tx_bytes", Bytes, "interface", None, Counter, Some(Metric::NetTxBps), false, "bytes sent";
     NetRxPackets = "net.rx_packets", Count, "interface", None, Counter, None, false, "packets received";
@@ -114,14 +114,14 @@ catalogue! {
     NetRxBps = "net.rx_bps", BytesPerSec, "interface", Higher, Gauge, None, true, "bytes received per second";
     NetTxBps = "net.tx_bps", BytesPerSec, "interface", Higher, Gauge, None, true, "bytes sent per second";
     ProcCount = "proc.count", Count, "name", Lower, Gauge, None, false, "processes matching the watched name";
-    ProcCpu = "proc.cpu_pct", Percent, "name", Higher, Gauge, None, true, "cpu % summed over matches";
-    ProcMem = "proc.mem_pct", Percent, "name", Higher, Gauge, None, true, "memory % summed over matches";
+    ProcCpu = "proc.cpu_pct", Percent, "name", Higher, Gauge, None, false, "cpu % summed over matches";
+    ProcMem = "proc.mem_pct", Percent, "name", Higher, Gauge, None, false, "memory % summed over matches";
     ProcRss = "proc.rss_bytes", Bytes, "name", Higher, Gauge, None, false, "resident memory summed over matches";
     ProcVms = "proc.vms_bytes", Bytes, "name", Higher, Gauge, None, false, "virtual memory summed over matches";
     ProcShared = "proc.shared_bytes", Bytes, "name", Higher, Gauge, None, false, "shared memory summed over matches";
     PingRtt = "ping.rtt_ms", Millis, "", Higher, Gauge, None, true, "mean round trip over the ping window";
     PingJitter = "ping.jitter_ms", Millis, "", Higher, Gauge, None, false, "mean difference between successive round trips";
-    PingLoss = "ping.loss_pct", Percent, "", Higher, Gauge, None, true, "% of probes lost over the ping window";
+    PingLoss = "ping.loss_pct", Percent, "", Higher, Gauge, None, false, "% of probes lost over the ping window";
 }
 
 impl Metric {
@@ -224,6 +224,15 @@ impl Interner {
         self.strings.insert(a.clone());
         a
     }
+
+    /// [`get`](Self::get) of `sanitize(raw)`, without sanitizing (or allocating) when `raw`
+    /// is already known: a kept string is sanitized, and sanitizing one changes nothing.
+    pub fn get_sanitized(&mut self, raw: &str) -> Arc<str> {
+        match self.strings.get(raw) {
+            Some(a) => a.clone(),
+            None => self.get(&sanitize(raw)),
+        }
+    }
 }
 
 /// Per-process detail for the host view and the JSON snapshot.
@@ -324,17 +333,16 @@ pub fn rfc3339(t: SystemTime) -> String {
 /// Removes control characters (escape sequences, bells, newlines) from text that came from a
 /// remote host, so it can never drive the terminal or smuggle lines into logs and actions.
 pub fn sanitize(text: &str) -> String {
+    // Trimming before or after replacing gives the same text: whitespace control characters
+    // at the ends go either way, and the others become spaces that the second trim removes.
     let trimmed = text.trim();
-    // The usual case, one allocation: nothing to replace (control characters at the ends
-    // are whitespace, trimmed either way).
-    if !trimmed.chars().any(char::is_control) {
-        return trimmed.to_string();
-    }
-    text.chars()
-        .map(|c| if c.is_control() { ' ' } else { c })
-        .collect::<String>()
-        .trim()
-        .to_string()
+    let mut out = String::with_capacity(trimmed.len());
+    out.extend(trimmed.chars().map(|c| if c.is_control() { ' ' } else { c }));
+    let end = out.trim_end().len();
+    out.truncate(end);
+    let start = out.len() - out.trim_start().len();
+    out.drain(..start);
+    out
 }
 
 #[cfg(test)]
@@ -361,5 +369,13 @@ mod tests {
         assert_eq!(sanitize("\n\t plain name \r\n"), "plain name");
         assert_eq!(sanitize("\x07bell"), "bell");
         assert_eq!(sanitize("a\0b"), "a b");
+        assert_eq!(sanitize("nginx\0-g\0daemon off;\0"), "nginx -g daemon off;");
+        assert_eq!(sanitize("\0\x1b"), "");
+
+        let mut names = Interner::default();
+        let a = names.get_sanitized(" /mnt/\x1bx ");
+        assert_eq!(&*a, "/mnt/ x");
+        assert!(Arc::ptr_eq(&a, &names.get_sanitized("/mnt/ x")));
+        assert!(Arc::ptr_eq(&a, &names.get_sanitized("/mnt/\x07x")));
     }
 }

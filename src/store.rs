@@ -218,21 +218,23 @@ mod tests {
             let mut readings = vec![Reading::host(Metric::CpuUsage, f64::from(v))];
             // a series that appears late, and one that skips a sample
             if v >= 3 {
-                readings.push(Reading::new(Metric::DiskUsedPct, "/new", f64::from(v * 10)));
+                readings.push(Reading::new(Metric::NetRxBps, "new0", f64::from(v * 10)));
             }
             if v != 4 {
                 readings.push(Reading::host(Metric::Load1, f64::from(v) / 10.0));
             }
             readings.push(Reading::host(Metric::MemTotal, 1e9)); // no history for totals
+            readings.push(Reading::new(Metric::DiskUsedPct, "/", 50.0)); // nor uncharted series
             h.record(Source::System, &readings);
         }
         h.record(Source::Ping, &[Reading::host(Metric::PingRtt, 0.5)]);
         assert_eq!(h.series(Metric::CpuUsage, "", 10), [3.0, 4.0, 5.0]);
         assert_eq!(h.series(Metric::CpuUsage, "", 2), [4.0, 5.0]);
-        assert_eq!(h.series(Metric::DiskUsedPct, "/new", 10), [30.0, 40.0, 50.0]);
+        assert_eq!(h.series(Metric::NetRxBps, "new0", 10), [30.0, 40.0, 50.0]);
         assert_eq!(h.series(Metric::Load1, "", 10), [0.3, 0.5]);
         assert_eq!(h.series(Metric::PingRtt, "", 10), [0.5]);
         assert!(h.series(Metric::MemTotal, "", 10).is_empty());
+        assert!(h.series(Metric::DiskUsedPct, "/", 10).is_empty());
         assert_eq!(h.series_count(), 4);
     }
 

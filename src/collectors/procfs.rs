@@ -64,7 +64,7 @@ fn leading_numbers<'a, const N: usize>(fields: impl Iterator<Item = &'a str>) ->
 /// The `cpu` (total) line and the `cpuN` lines of /proc/stat, in order.
 pub fn parse_stat_cpus(text: &str) -> (Option<CpuTimes>, Vec<(u32, CpuTimes)>) {
     let mut total = None;
-    let mut cores = Vec::new();
+    let mut cores = Vec::with_capacity(16);
     for line in text.lines() {
         let mut fields = line.split_ascii_whitespace();
         let Some(label) = fields.next() else { continue };

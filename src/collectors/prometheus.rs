@@ -531,9 +531,7 @@ impl RoundBuilder {
                 continue;
             }
             let instance = match &q.instance_label {
-                Some(l) => interner.get(&crate::model::sanitize(
-                    labels.get(l).map(String::as_str).unwrap_or(""),
-                )),
+                Some(l) => interner.get_sanitized(labels.get(l).map(String::as_str).unwrap_or("")),
                 None => crate::model::empty_instance(),
             };
             entry.readings.push(Reading {

@@ -52,7 +52,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use super::procfs::{self, CpuTimes};
-use crate::model::{Metric, ProcessDetail, Reading, sanitize};
+use crate::model::{Interner, Metric, ProcessDetail, Reading, sanitize};
 
 /// Version of the sample format in the `@@lookout` line.
 pub const FORMAT_VERSION: u32 = 1;
@@ -161,7 +161,8 @@ pub struct Parsed {
 /// Splits a sample into its sections: (`@@name` or `/proc/...` path, body).
 fn sections(text: &str) -> Vec<(&str, &str)> {
     let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(16);
+    // About one section per 130 bytes with processes watched: no regrowth in the usual case.
+    let mut out = Vec::with_capacity(16 + text.len() / 100);
     let mut current: Option<(&str, usize)> = None;
     let mut start = 0;
     while start < bytes.len() {
@@ -201,6 +202,12 @@ fn num<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
 
 /// Parses one sample (the text up to and including `@@end`). Pure; never panics.
 pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
+    parse_with(text, watch, &mut Interner::default())
+}
+
+/// [`parse`] taking mount and interface names from `names`, which a collector keeps from one
+/// sample of a host to the next (the same names every time: no new allocations).
+pub fn parse_with(text: &str, watch: &Watch, names: &mut Interner) -> Result<Parsed, ParseError> {
     let all = sections(text);
     // The per-process sections (most of them) follow @@procs; the rest are looked up by name.
     let (sections, procs) = match all.iter().position(|(n, _)| *n == PROCS_MARKER) {
@@ -265,8 +272,7 @@ pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
             if !super::wants_interface(&watch.interfaces, &d.name) {
                 continue;
             }
-            let inst: Arc<str> = Arc::from(d.name.as_str());
-            d.push_readings(&inst, &mut p.readings);
+            d.push_readings(&names.get(&d.name), &mut p.readings);
         }
     }
     if let Some(df) = get(DF_MARKER) {
@@ -274,7 +280,7 @@ pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
             Some(m) if watch.mounts.is_empty() => parse_mounts(m),
             _ => HashMap::new(),
         };
-        disks(df, &fstypes, watch, &mut p.readings);
+        disks(df, &fstypes, watch, names, &mut p.readings);
     }
     if !watch.processes.is_empty()
         && let Some(procs) = procs
@@ -424,7 +430,13 @@ pub fn parse_df_line(line: &str) -> Option<(&str, u64, u64, u64, &str)> {
     None
 }
 
-fn disks(df: &str, fstypes: &HashMap<Cow<'_, str>, &str>, watch: &Watch, readings: &mut Vec<Reading>) {
+fn disks(
+    df: &str,
+    fstypes: &HashMap<Cow<'_, str>, &str>,
+    watch: &Watch,
+    names: &mut Interner,
+    readings: &mut Vec<Reading>,
+) {
     let mut seen: Vec<&str> = Vec::new();
     for line in df.lines() {
         let Some((fs, total_kb, used_kb, avail_kb, mount)) = parse_df_line(line) else {
@@ -449,7 +461,7 @@ fn disks(df: &str, fstypes: &HashMap<Cow<'_, str>, &str>, watch: &Watch, reading
         let total = total_kb.saturating_mul(1024);
         let used = used_kb.saturating_mul(1024);
         let avail = avail_kb.saturating_mul(1024);
-        let inst: Arc<str> = Arc::from(sanitize(mount));
+        let inst = names.get_sanitized(mount);
         readings.push(Reading::new(Metric::DiskTotal, inst.clone(), total as f64));
         readings.push(Reading::new(Metric::DiskUsed, inst.clone(), used as f64));
         readings.push(Reading::new(Metric::DiskFree, inst.clone(), avail as f64));
@@ -576,12 +588,33 @@ pub struct RemoteState {
     prev_cores: Vec<(u32, CpuTimes)>,
     prev_uptime: Option<f64>,
     prev_ticks: HashMap<u32, u64>,
+    /// Mount and interface names, and the names of the cores, kept between samples.
+    names: Interner,
+    core_names: Vec<(u32, Arc<str>)>,
 }
 
 impl RemoteState {
     /// Forget everything (after a reconnect the host may have rebooted).
     pub fn reset(&mut self) {
         *self = RemoteState::default();
+    }
+
+    /// [`parse`] with this host's names from earlier samples.
+    pub fn parse(&mut self, text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
+        parse_with(text, watch, &mut self.names)
+    }
+
+    /// The instance name of core `n` (`"0"`, `"1"`, ...).
+    fn core_name(&mut self, n: u32) -> Arc<str> {
+        if let Some((_, name)) = self.core_names.iter().find(|(m, _)| *m == n) {
+            return name.clone();
+        }
+        let name: Arc<str> = Arc::from(n.to_string());
+        // A host reporting ever new cores cannot make this grow without bound.
+        if self.core_names.len() < 1024 {
+            self.core_names.push((n, name.clone()));
+        }
+        name
     }
 
     /// Completes a parsed sample with the percentages that need the previous one, and
@@ -606,7 +639,7 @@ impl RemoteState {
             if let Some((_, prev)) = self.prev_cores.iter().find(|(m, _)| m == n)
                 && let Some((busy, _)) = procfs::cpu_percent(prev, cur)
             {
-                readings.push(Reading::new(Metric::CpuCoreUsage, n.to_string(), busy));
+                readings.push(Reading::new(Metric::CpuCoreUsage, self.core_name(*n), busy));
             }
         }
         self.prev_total = cpu_total;

@@ -204,6 +204,18 @@ fn cpu(area: Rect, buf: &mut Buffer, app: &App, h: &HostView, cores: &[(usize, f
     }
 }
 
+/// The history charts of the detail view: label, series (of the first interface for the
+/// per-interface ones), fixed top of the scale. The catalogue keeps history for exactly
+/// these series (checked by a test): history is most of the memory a large fleet costs.
+pub const CHARTS: [(&str, Metric, Option<f32>); 6] = [
+    ("cpu", Metric::CpuUsage, Some(100.0)),
+    ("mem", Metric::MemUsedPct, Some(100.0)),
+    ("load", Metric::Load1, None),
+    ("rx", Metric::NetRxBps, None),
+    ("tx", Metric::NetTxBps, None),
+    ("ping", Metric::PingRtt, None),
+];
+
 fn memory_and_history(area: Rect, buf: &mut Buffer, app: &App, h: &HostView) {
     let t = &app.theme;
     let block = draw::panel(t, Line::raw("Memory and history"), false);
@@ -256,19 +268,18 @@ fn memory_and_history(area: Rect, buf: &mut Buffer, app: &App, h: &HostView) {
     }
     y += 1;
     let spark_w = inner.width.saturating_sub(label_w + 12) as usize;
-    let rx_if = interfaces(h).first().map(|(n, _, _)| n.clone());
-    let series: [(&str, Metric, String, Option<f32>); 6] = [
-        ("cpu", Metric::CpuUsage, String::new(), Some(100.0)),
-        ("mem", Metric::MemUsedPct, String::new(), Some(100.0)),
-        ("load", Metric::Load1, String::new(), None),
-        ("rx", Metric::NetRxBps, rx_if.clone().unwrap_or_default(), None),
-        ("tx", Metric::NetTxBps, rx_if.unwrap_or_default(), None),
-        ("ping", Metric::PingRtt, String::new(), None),
-    ];
-    for (label, m, inst, max) in series {
+    let first_if = interfaces(h)
+        .first()
+        .map(|(n, _, _)| n.clone())
+        .unwrap_or_default();
+    for (label, m, max) in CHARTS {
         if y >= inner.bottom() {
             break;
         }
+        let inst = match m.info().instance {
+            "" => String::new(),
+            _ => first_if.clone(),
+        };
         let hist = h.history(m, &inst, spark_w);
         if hist.is_empty() {
             continue;
@@ -518,4 +529,20 @@ fn affinity_text(cpus: &[usize]) -> String {
         i += 1;
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::CHARTS;
+    use crate::model::{CATALOGUE, Metric};
+
+    #[test]
+    fn history_is_kept_for_exactly_the_charted_series() {
+        let kept: Vec<Metric> = CATALOGUE.iter().filter(|m| m.history).map(|m| m.metric).collect();
+        let mut charted: Vec<Metric> = CHARTS.iter().map(|(_, m, _)| *m).collect();
+        charted.sort_by_key(|m| *m as usize);
+        assert_eq!(kept, charted);
+        // the overview's sparkline is one of them
+        assert!(charted.contains(&Metric::CpuUsage));
+    }
 }

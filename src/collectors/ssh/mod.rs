@@ -248,15 +248,17 @@ impl HostTask {
         let mut next = tokio::time::Instant::now();
         let mut request: u64 = rand::random_range(1..1_000_000);
         let mut up = false;
+        let mut expected_len = 16 * 1024;
         loop {
             request += 1;
             let started = Instant::now();
+            let capacity = expected_len;
             let answer = tokio::time::timeout(self.shared.poll_timeout, async {
                 match stream.as_mut() {
-                    Some(channel) => ask(channel, request, self.shared.max_output, false).await,
+                    Some(channel) => ask(channel, request, self.shared.max_output, false, capacity).await,
                     None => {
                         let mut channel = open_channel(session, &command).await?;
-                        let r = ask(&mut channel, request, self.shared.max_output, true).await;
+                        let r = ask(&mut channel, request, self.shared.max_output, true, capacity).await;
                         let _ = channel.close().await;
                         r
                     }
@@ -277,7 +279,10 @@ impl HostTask {
                 }
             };
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-            let parsed = remote::parse(&text, &self.watch);
+            // The next answer is about as long: room for it up front saves regrowing (and
+            // copying) the buffer for every sample.
+            expected_len = text.len() + text.len() / 8 + 256;
+            let parsed = self.state.parse(&text, &self.watch);
             // Not kept through the sleep below: a sample's text held by every host between
             // polls was a sixth of lookout's memory at 1,000 hosts (docs/fleet.md).
             drop(text);
@@ -354,6 +359,7 @@ async fn ask(
     request: u64,
     max_output: usize,
     then_eof: bool,
+    capacity: usize,
 ) -> Result<String, ConnectError> {
     let lost = |m: String| ConnectError {
         status: HostStatus::Unreachable,
@@ -367,7 +373,7 @@ async fn ask(
         let _ = channel.eof().await;
     }
     let end = format!("\n{} {request}\n", remote::END_MARKER);
-    let mut buf: Vec<u8> = Vec::with_capacity(16 * 1024);
+    let mut buf: Vec<u8> = Vec::with_capacity(capacity.min(max_output));
     loop {
         match channel.wait().await {
             Some(ChannelMsg::Data { data }) => {
