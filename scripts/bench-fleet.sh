@@ -19,7 +19,7 @@
 #   sim_cpu    the simulator's CPU over the same window (it shares the machine)
 #   load       the 1-minute load average at the end (other work inflates CPU figures)
 #
-# Environment: HEADLESS (1), WINDOW (default 30), SETTLE (10), INTERVAL (2s), PROCS (40 per host),
+# Environment: PROBE (1: measure the probe), HEADLESS (1), WINDOW (default 30), SETTLE (10), INTERVAL (2s), PROCS (40 per host),
 # WATCH (process names, default "nginx,python3"; "" for none), BUILD (1: cargo build --release
 # first), OUT (directory for logs, default a temp dir), FIRST (first address, 127.42.0.1).
 set -euo pipefail
@@ -38,6 +38,7 @@ TICK=$(getconf CLK_TCK)
 BIN=${BIN:-target/release/lookout-fleet}
 LOOKOUT=${LOOKOUT:-target/release/lookout}
 HEADLESS=${HEADLESS:-1}
+PROBE=${PROBE:-1}
 
 if [ "${BUILD:-1}" = 1 ]; then
     cargo build --release --bin lookout-fleet --bin lookout >&2
@@ -133,7 +134,9 @@ for N in "${SIZES[@]}"; do
         sleep 0.1
     done
     grep -q '^ready' "$dir/sim.out" || { echo "simulator did not start" >&2; exit 1; }
-    measure probe "$N"
+    if [ "$PROBE" = 1 ]; then
+        measure probe "$N"
+    fi
     if [ "$HEADLESS" = 1 ]; then
         measure headless "$N"
     fi

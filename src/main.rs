@@ -33,11 +33,7 @@ fn main() -> ExitCode {
         }
         config.metrics_addr = Some(addr);
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match lookout::runtime::tokio_runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("lookout: cannot start the async runtime: {e}");

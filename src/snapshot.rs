@@ -27,11 +27,12 @@ pub struct HostView {
     /// `host.up` (derived from the status).
     pub up: Reading,
     /// Current values by source, shared with the engine (a new sample replaces only its own
-    /// source's slice, so publishing a view never copies readings).
-    pub system: Arc<[Reading]>,
-    pub ping: Arc<[Reading]>,
-    pub external: Arc<[Reading]>,
-    pub processes: Arc<[ProcessDetail]>,
+    /// source's list, so publishing a view never copies readings). `Arc<Vec>` rather than
+    /// `Arc<[_]>`: a collector's vector is moved in, not copied into a new allocation.
+    pub system: Arc<Vec<Reading>>,
+    pub ping: Arc<Vec<Reading>>,
+    pub external: Arc<Vec<Reading>>,
+    pub processes: Arc<Vec<ProcessDetail>>,
     pub history: SharedHistory,
 }
 
@@ -48,10 +49,10 @@ impl HostView {
             last_update: None,
             rounds: 0,
             up: Reading::host(Metric::HostUp, if status == HostStatus::Up { 1.0 } else { 0.0 }),
-            system: Arc::from(readings),
-            ping: Arc::from([]),
-            external: Arc::from([]),
-            processes: Arc::from([]),
+            system: Arc::new(readings),
+            ping: Arc::default(),
+            external: Arc::default(),
+            processes: Arc::default(),
             history: SharedHistory::default(),
         }
     }

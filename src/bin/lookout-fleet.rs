@@ -95,11 +95,8 @@ struct Serve {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    // lookout's own runtime: the probe measures lookout's collection as it runs.
+    let runtime = match lookout::runtime::tokio_runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("lookout-fleet: cannot start the async runtime: {e}");

@@ -23,6 +23,9 @@ pub fn process_matches(watch: &str, name: &str, cmdline: &str) -> bool {
     (watch.contains(' ') || watch.contains('/')) && cmdline.contains(watch)
 }
 
+/// How many readings [`push_process_totals`] adds per watched name.
+pub const PROCESS_TOTALS: usize = 6;
+
 /// The per-name totals of the watched processes (count, cpu %, mem %, rss, vms, shared)
 /// from their per-process detail: the same aggregation for local and remote hosts.
 pub fn push_process_totals(
@@ -45,14 +48,15 @@ pub fn push_process_totals(
     } else {
         0.0
     };
-    for (metric, value) in [
+    let totals: [(Metric, f64); PROCESS_TOTALS] = [
         (Metric::ProcCount, count as f64),
         (Metric::ProcCpu, cpu),
         (Metric::ProcMem, mem),
         (Metric::ProcRss, rss as f64),
         (Metric::ProcVms, vms as f64),
         (Metric::ProcShared, shared as f64),
-    ] {
+    ];
+    for (metric, value) in totals {
         out.push(Reading::new(metric, watch.clone(), value));
     }
 }

@@ -158,42 +158,64 @@ pub struct Parsed {
     pub processes: Vec<RawProcess>,
 }
 
-/// Splits a sample into its sections: (`@@name` or `/proc/...` path, body).
-fn sections(text: &str) -> Vec<(&str, &str)> {
-    let bytes = text.as_bytes();
-    // About one section per 130 bytes with processes watched: no regrowth in the usual case.
-    let mut out = Vec::with_capacity(16 + text.len() / 100);
-    let mut current: Option<(&str, usize)> = None;
-    let mut start = 0;
-    while start < bytes.len() {
-        // memchr finds line ends with SIMD; a sample has hundreds of lines, and this split
-        // was a tenth of the parse at 1,000 hosts.
-        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i + 1);
-        // Only lines starting `==> ` or `@@` are headers; others are skipped unread.
-        if matches!(bytes[start], b'=' | b'@') {
+/// The sections of a sample in order, up to the end marker: (`@@name` or `/proc/...` path,
+/// body). An iterator rather than a list: a sample has a hundred sections or more, and
+/// the list was a large allocation per sample.
+struct Sections<'a> {
+    text: &'a str,
+    /// Where the next line starts.
+    pos: usize,
+    /// The section being read: its name and where its body starts.
+    current: Option<(&'a str, usize)>,
+}
+
+impl<'a> Sections<'a> {
+    fn new(text: &'a str) -> Self {
+        Sections {
+            text,
+            pos: 0,
+            current: None,
+        }
+    }
+}
+
+impl<'a> Iterator for Sections<'a> {
+    type Item = (&'a str, &'a str);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let text = self.text;
+        let bytes = text.as_bytes();
+        while self.pos < bytes.len() {
+            let start = self.pos;
+            // memchr finds line ends with SIMD: a sample has hundreds of lines.
+            let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |i| start + i + 1);
+            self.pos = end;
+            // Only lines starting `==> ` or `@@` are headers; others are skipped unread.
+            if !matches!(bytes[start], b'=' | b'@') {
+                continue;
+            }
             let l = text[start..end].trim_end_matches(['\n', '\r']);
-            let header = l
+            let Some(name) = l
                 .strip_prefix("==> ")
                 .and_then(|h| h.strip_suffix(" <=="))
-                .or_else(|| l.strip_prefix("@@").map(|_| l.split(' ').next().unwrap_or(l)));
-            if let Some(name) = header {
-                if let Some((n, s)) = current.take() {
-                    out.push((n, &text[s..start]));
-                }
-                if name == END_MARKER {
-                    return out;
-                }
+                .or_else(|| l.strip_prefix("@@").map(|_| l.split(' ').next().unwrap_or(l)))
+            else {
+                continue;
+            };
+            let done = self.current.take().map(|(n, s)| (n, &text[s..start]));
+            if name == END_MARKER {
+                self.pos = bytes.len();
+            } else {
                 // the @@lookout line carries its values on the header line itself
                 let body_start = if name == START_MARKER { start } else { end };
-                current = Some((name, body_start));
+                self.current = Some((name, body_start));
+            }
+            if done.is_some() {
+                return done;
             }
         }
-        start = end;
+        self.current.take().map(|(n, s)| (n, &text[s..]))
     }
-    if let Some((n, s)) = current {
-        out.push((n, &text[s..]));
-    }
-    out
 }
 
 fn num<T: std::str::FromStr>(s: Option<&str>) -> Option<T> {
@@ -208,12 +230,18 @@ pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
 /// [`parse`] taking mount and interface names from `names`, which a collector keeps from one
 /// sample of a host to the next (the same names every time: no new allocations).
 pub fn parse_with(text: &str, watch: &Watch, names: &mut Interner) -> Result<Parsed, ParseError> {
-    let all = sections(text);
-    // The per-process sections (most of them) follow @@procs; the rest are looked up by name.
-    let (sections, procs) = match all.iter().position(|(n, _)| *n == PROCS_MARKER) {
-        Some(at) => (&all[..at], Some(&all[at + 1..])),
-        None => (&all[..], None),
-    };
+    // The sections before @@procs are few and looked up by name; the per-process ones
+    // (most of them) after it are read in one pass.
+    let mut all = Sections::new(text);
+    let mut sections: Vec<(&str, &str)> = Vec::with_capacity(16);
+    let mut has_procs = false;
+    for (name, body) in all.by_ref() {
+        if name == PROCS_MARKER {
+            has_procs = true;
+            break;
+        }
+        sections.push((name, body));
+    }
     let Some((_, head)) = sections.iter().find(|(n, _)| *n == START_MARKER) else {
         let first: String = text.lines().next().unwrap_or("").chars().take(120).collect();
         return Err(ParseError::NotASample(sanitize(&first)));
@@ -282,10 +310,8 @@ pub fn parse_with(text: &str, watch: &Watch, names: &mut Interner) -> Result<Par
         };
         disks(df, &fstypes, watch, names, &mut p.readings);
     }
-    if !watch.processes.is_empty()
-        && let Some(procs) = procs
-    {
-        p.processes = processes(procs, shell_pid, page, watch);
+    if has_procs && !watch.processes.is_empty() {
+        p.processes = processes(all, shell_pid, page, watch);
     }
     Ok(p)
 }
@@ -491,11 +517,16 @@ struct ProcFiles<'a> {
 }
 
 /// The watched processes among the per-process sections (those after `@@procs`).
-fn processes(sections: &[(&str, &str)], shell_pid: u32, page: u64, watch: &Watch) -> Vec<RawProcess> {
+fn processes<'a>(
+    sections: impl Iterator<Item = (&'a str, &'a str)>,
+    shell_pid: u32,
+    page: u64,
+    watch: &Watch,
+) -> Vec<RawProcess> {
     // `head` prints every stat file, then every statm, then every cmdline, each list in the
     // same glob order: a cursor finds a process's entry without a hash map (one lookup from
     // the start when a list begins, or when a process vanished in between).
-    let mut files: Vec<(u32, ProcFiles)> = Vec::with_capacity(sections.len() / 3 + 1);
+    let mut files: Vec<(u32, ProcFiles)> = Vec::new();
     let mut cursor = 0;
     for (name, body) in sections {
         let Some((pid, file)) = proc_file(name) else {
@@ -563,19 +594,27 @@ fn processes(sections: &[(&str, &str)], shell_pid: u32, page: u64, watch: &Watch
         // the spaces a command line is shown and matched with.
         let cmdline = sanitize(cmdline_raw);
         let name = sanitize(name);
+        let raw = |watch: &Arc<str>, name: String, cmdline: String| RawProcess {
+            watch: watch.clone(),
+            pid,
+            name,
+            cmdline,
+            ticks,
+            rss_bytes: rss,
+            vms_bytes: vms,
+            shared_bytes: shared,
+        };
+        // Usually one watched name matches: the strings move to it rather than being copied.
+        let mut matched: Option<&Arc<str>> = None;
         for w in &watch.processes {
-            if super::process_matches(w, &name, &cmdline) {
-                out.push(RawProcess {
-                    watch: w.clone(),
-                    pid,
-                    name: name.clone(),
-                    cmdline: cmdline.clone(),
-                    ticks,
-                    rss_bytes: rss,
-                    vms_bytes: vms,
-                    shared_bytes: shared,
-                });
+            if super::process_matches(w, &name, &cmdline)
+                && let Some(earlier) = matched.replace(w)
+            {
+                out.push(raw(earlier, name.clone(), cmdline.clone()));
             }
+        }
+        if let Some(w) = matched {
+            out.push(raw(w, name, cmdline));
         }
     }
     out
@@ -629,6 +668,11 @@ impl RemoteState {
             mem_total_bytes,
             processes,
         } = parsed;
+        // Room for what is still to come, so the vector is never regrown (it is a large
+        // allocation): cpu, cores, process totals, the poll time, and the rates the engine
+        // derives from counters.
+        let rates = readings.iter().filter(|r| r.metric.info().rate.is_some()).count();
+        readings.reserve(2 + cores.len() + super::PROCESS_TOTALS * watch.processes.len() + 1 + rates);
         if let (Some(prev), Some(cur)) = (self.prev_total, cpu_total)
             && let Some((busy, iowait)) = procfs::cpu_percent(&prev, &cur)
         {

@@ -92,9 +92,9 @@ fn down(h: &HostView, status: HostStatus, error: Option<&str>) -> Arc<HostView> 
     v.status = status;
     v.error = error.map(String::from);
     v.up = Reading::host(Metric::HostUp, 0.0);
-    v.system = Arc::from([]);
-    v.ping = Arc::from([]);
-    v.processes = Arc::from([]);
+    v.system = Arc::default();
+    v.ping = Arc::default();
+    v.processes = Arc::default();
     Arc::new(v)
 }
 

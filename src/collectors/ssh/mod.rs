@@ -30,6 +30,42 @@ pub enum PollMode {
     ExecPerPoll,
 }
 
+/// Answer buffers shared by the host tasks. Only hosts whose answer is arriving hold one
+/// (a few at a time, even at 1,000 hosts), and a sample reuses a buffer that already has
+/// the room instead of allocating ~20 KB: glibc's path for such sizes was a tenth of
+/// lookout's CPU at 1,000 hosts (docs/fleet.md).
+#[derive(Debug, Default)]
+pub struct BufferPool {
+    free: std::sync::Mutex<Vec<Vec<u8>>>,
+}
+
+impl BufferPool {
+    /// Buffers kept for reuse; more are freed.
+    const KEEP: usize = 64;
+    /// Larger buffers (a host that once printed a lot) are freed rather than kept.
+    const MAX_KEPT: usize = 256 * 1024;
+
+    fn take(&self) -> Vec<u8> {
+        self.free
+            .lock()
+            .ok()
+            .and_then(|mut f| f.pop())
+            .unwrap_or_default()
+    }
+
+    fn put(&self, mut buf: Vec<u8>) {
+        if buf.capacity() > Self::MAX_KEPT {
+            return;
+        }
+        buf.clear();
+        if let Ok(mut free) = self.free.lock()
+            && free.len() < Self::KEEP
+        {
+            free.push(buf);
+        }
+    }
+}
+
 /// Settings shared by every host task.
 pub struct Shared {
     pub auth: Auth,
@@ -39,6 +75,7 @@ pub struct Shared {
     pub poll_timeout: Duration,
     pub max_output: usize,
     pub mode: PollMode,
+    pub buffers: BufferPool,
 }
 
 /// Backoff between reconnection attempts: 1 s doubling up to 60 s, with ±20% jitter.
@@ -116,6 +153,7 @@ pub fn spawn_with_mode(
         poll_timeout: ssh.poll_timeout,
         max_output: ssh.max_output,
         mode,
+        buffers: BufferPool::default(),
     });
     for h in hosts {
         let task = HostTask {
@@ -248,17 +286,16 @@ impl HostTask {
         let mut next = tokio::time::Instant::now();
         let mut request: u64 = rand::random_range(1..1_000_000);
         let mut up = false;
-        let mut expected_len = 16 * 1024;
         loop {
             request += 1;
             let started = Instant::now();
-            let capacity = expected_len;
+            let buffers = &self.shared.buffers;
             let answer = tokio::time::timeout(self.shared.poll_timeout, async {
                 match stream.as_mut() {
-                    Some(channel) => ask(channel, request, self.shared.max_output, false, capacity).await,
+                    Some(channel) => ask(channel, request, self.shared.max_output, false, buffers).await,
                     None => {
                         let mut channel = open_channel(session, &command).await?;
-                        let r = ask(&mut channel, request, self.shared.max_output, true, capacity).await;
+                        let r = ask(&mut channel, request, self.shared.max_output, true, buffers).await;
                         let _ = channel.close().await;
                         r
                     }
@@ -279,13 +316,10 @@ impl HostTask {
                 }
             };
             let elapsed_ms = started.elapsed().as_secs_f64() * 1000.0;
-            // The next answer is about as long: room for it up front saves regrowing (and
-            // copying) the buffer for every sample.
-            expected_len = text.len() + text.len() / 8 + 256;
             let parsed = self.state.parse(&text, &self.watch);
             // Not kept through the sleep below: a sample's text held by every host between
             // polls was a sixth of lookout's memory at 1,000 hosts (docs/fleet.md).
-            drop(text);
+            self.shared.buffers.put(text.into_bytes());
             match parsed {
                 Ok(parsed) => {
                     let (mut readings, processes) = self.state.complete(parsed, &self.watch);
@@ -359,7 +393,7 @@ async fn ask(
     request: u64,
     max_output: usize,
     then_eof: bool,
-    capacity: usize,
+    buffers: &BufferPool,
 ) -> Result<String, ConnectError> {
     let lost = |m: String| ConnectError {
         status: HostStatus::Unreachable,
@@ -373,7 +407,7 @@ async fn ask(
         let _ = channel.eof().await;
     }
     let end = format!("\n{} {request}\n", remote::END_MARKER);
-    let mut buf: Vec<u8> = Vec::with_capacity(capacity.min(max_output));
+    let mut buf = buffers.take();
     loop {
         match channel.wait().await {
             Some(ChannelMsg::Data { data }) => {
