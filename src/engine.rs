@@ -14,9 +14,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::clock::Clock;
 use crate::config::{Config, Via};
 use crate::event::{Event, EventKind};
-use crate::model::{
-    CATALOGUE, HostName, HostStatus, Metric, Reading, Risk, Sample, Source, Update, sanitize,
-};
+use crate::model::{CATALOGUE, HostName, HostStatus, Metric, Risk, Sample, Source, Update, sanitize};
 use crate::snapshot::{HostView, MaxRiskLine, Snapshot};
 use crate::store::{HostHistory, RateTracker};
 use crate::triggers::{Command, TriggerSet};
@@ -59,17 +57,8 @@ impl HostState {
         let view = HostView {
             name,
             group,
-            via,
-            status,
-            error: None,
-            last_update: None,
-            rounds: 0,
-            up: Reading::host(Metric::HostUp, if status == HostStatus::Up { 1.0 } else { 0.0 }),
-            system: Arc::default(),
-            ping: Arc::default(),
-            external: Arc::default(),
-            processes: Arc::default(),
             history: Arc::new(RwLock::new(HostHistory::new(cap))),
+            ..HostView::new("", via, status, Vec::new())
         };
         HostState {
             worst: worst_of(&view),
@@ -91,7 +80,7 @@ pub struct Engine {
     events: Vec<Event>,
     last: Option<Arc<Snapshot>>,
     /// The maximal-risk lines of the current data, and when they were computed (staleness
-    /// moves with time, so they are recomputed on each new clock reading).
+    /// moves with time: see [`cached_max_risk`](Self::cached_max_risk)).
     max_risk: Option<(SystemTime, Arc<Vec<MaxRiskLine>>)>,
     /// Scratch for [`tick`](Self::tick), empty between calls.
     views: Vec<Arc<HostView>>,
@@ -448,7 +437,7 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
 mod tests {
     use super::*;
     use crate::clock::FakeClock;
-    use crate::model::Sample;
+    use crate::model::{Reading, Sample};
 
     fn engine(hosts: &[&str]) -> (Engine, Arc<FakeClock>) {
         let toml = format!(

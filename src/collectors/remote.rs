@@ -627,9 +627,8 @@ pub struct RemoteState {
     prev_cores: Vec<(u32, CpuTimes)>,
     prev_uptime: Option<f64>,
     prev_ticks: HashMap<u32, u64>,
-    /// Mount and interface names, and the names of the cores, kept between samples.
+    /// Mount, interface and core names, kept between samples.
     names: Interner,
-    core_names: Vec<(u32, Arc<str>)>,
 }
 
 impl RemoteState {
@@ -641,19 +640,6 @@ impl RemoteState {
     /// [`parse`] with this host's names from earlier samples.
     pub fn parse(&mut self, text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
         parse_with(text, watch, &mut self.names)
-    }
-
-    /// The instance name of core `n` (`"0"`, `"1"`, ...).
-    fn core_name(&mut self, n: u32) -> Arc<str> {
-        if let Some((_, name)) = self.core_names.iter().find(|(m, _)| *m == n) {
-            return name.clone();
-        }
-        let name: Arc<str> = Arc::from(n.to_string());
-        // A host reporting ever new cores cannot make this grow without bound.
-        if self.core_names.len() < 1024 {
-            self.core_names.push((n, name.clone()));
-        }
-        name
     }
 
     /// Completes a parsed sample with the percentages that need the previous one, and
@@ -683,7 +669,11 @@ impl RemoteState {
             if let Some((_, prev)) = self.prev_cores.iter().find(|(m, _)| m == n)
                 && let Some((busy, _)) = procfs::cpu_percent(prev, cur)
             {
-                readings.push(Reading::new(Metric::CpuCoreUsage, self.core_name(*n), busy));
+                readings.push(Reading::new(
+                    Metric::CpuCoreUsage,
+                    self.names.get(&n.to_string()),
+                    busy,
+                ));
             }
         }
         self.prev_total = cpu_total;

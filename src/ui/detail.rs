@@ -276,11 +276,12 @@ fn memory_and_history(area: Rect, buf: &mut Buffer, app: &App, h: &HostView) {
         if y >= inner.bottom() {
             break;
         }
-        let inst = match m.info().instance {
-            "" => String::new(),
-            _ => first_if.clone(),
+        let inst = if m.info().instance.is_empty() {
+            ""
+        } else {
+            &first_if
         };
-        let hist = h.history(m, &inst, spark_w);
+        let hist = h.history(m, inst, spark_w);
         if hist.is_empty() {
             continue;
         }
