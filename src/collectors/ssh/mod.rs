@@ -230,7 +230,14 @@ impl HostTask {
                 let Ok(_permit) = self.shared.handshakes.acquire().await else {
                     return;
                 };
-                connect::connect(&self.target, &self.shared.auth, &self.shared.jumps).await
+                // Boxed: the handshake's state is larger than the polling loop's, and would
+                // otherwise stay part of every host's task for its whole life.
+                Box::pin(connect::connect(
+                    &self.target,
+                    &self.shared.auth,
+                    &self.shared.jumps,
+                ))
+                .await
             };
             let ended = match connected {
                 Ok(session) => {
