@@ -9,19 +9,24 @@
 #             dashboard and `lookout run --headless` use) printing up/fresh counts every second
 #   headless  the real `lookout run --headless` (unless HEADLESS=0): up time from its
 #             host_status events; it prints no per-sample data, so no freshness figure
+#   tui       the real dashboard in a 160x45 tmux window (unless TUI=0, or without tmux):
+#             up time from its header line ("N hosts: N up"), read with capture-pane
 # and reports for each:
 #   all_up_s   seconds from its start until every host that the simulator serves is up
-#   cpu_pct    the probe's CPU (utime+stime from /proc/PID/stat) over WINDOW seconds of
-#              steady state (starting SETTLE seconds after all hosts are up), % of one core
-#   rss_mb     the probe's VmRSS, the highest seen during the window
+#   cpu_pct    its CPU (utime+stime from /proc/PID/stat) over WINDOW seconds of steady state
+#              (starting SETTLE seconds after all hosts are up), % of one core
+#   rss_mb     its VmRSS, the highest seen during the window
 #   fresh      share of hosts that are up with a sample younger than two intervals, over the
 #              probe's per-second lines in the window: lowest and mean
 #   sim_cpu    the simulator's CPU over the same window (it shares the machine)
 #   load       the 1-minute load average at the end (other work inflates CPU figures)
+# It exits with status 1 when a measured run never saw every served host up.
 #
-# Environment: PROBE (1: measure the probe), HEADLESS (1), WINDOW (default 30), SETTLE (10), INTERVAL (2s), PROCS (40 per host),
-# WATCH (process names, default "nginx,python3"; "" for none), BUILD (1: cargo build --release
-# first), OUT (directory for logs, default a temp dir), FIRST (first address, 127.42.0.1).
+# Environment: PROBE (1: measure the probe), HEADLESS (1), TUI (1), WINDOW (default 30),
+# SETTLE (10), INTERVAL (2s), PROCS (40 per host), WATCH (process names, default
+# "nginx,python3"; "" for none), BUILD (1: cargo build --release first), BIN and LOOKOUT
+# (the binaries, default target/release/...), UP_WITHIN (seconds to wait for all hosts up,
+# default 60), OUT (directory for logs, default a temp dir), FIRST (first address, 127.42.0.1).
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -39,6 +44,13 @@ BIN=${BIN:-target/release/lookout-fleet}
 LOOKOUT=${LOOKOUT:-target/release/lookout}
 HEADLESS=${HEADLESS:-1}
 PROBE=${PROBE:-1}
+TUI=${TUI:-1}
+UP_WITHIN=${UP_WITHIN:-60}
+if [ "$TUI" = 1 ] && ! command -v tmux >/dev/null; then
+    echo "no tmux: the dashboard is not measured" >&2
+    TUI=0
+fi
+FAILED=0
 
 if [ "${BUILD:-1}" = 1 ]; then
     cargo build --release --bin lookout-fleet --bin lookout >&2
@@ -46,7 +58,9 @@ fi
 [ -x "$BIN" ] || { echo "no $BIN: build it with cargo build --release --bin lookout-fleet" >&2; exit 1; }
 
 PIDS=()
+SOCK="$OUT/tmux.sock"
 cleanup() {
+    tmux -S "$SOCK" kill-server 2>/dev/null || true
     for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
     for p in "${PIDS[@]}"; do wait "$p" 2>/dev/null || true; done
     PIDS=()
@@ -56,29 +70,47 @@ trap cleanup EXIT INT TERM
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
 
-# measure KIND N: KIND is "probe" (lookout-fleet probe: up/fresh counts) or "headless" (the
-# real `lookout run --headless`: up time from its host_status events, no freshness figure).
+# measure KIND N: KIND is "probe" (lookout-fleet probe: up/fresh counts), "headless" (the
+# real `lookout run --headless`: up time from its host_status events, no freshness figure)
+# or "tui" (the real dashboard in tmux: up time from its header line).
 measure() {
-    local kind=$1 N=$2 dir="$OUT/fleet-$2" total=$((60 + SETTLE + WINDOW))
+    local kind=$1 N=$2 dir="$OUT/fleet-$2" total=$((UP_WITHIN + SETTLE + WINDOW))
     local expect
     expect=$(awk -F'\t' 'NR > 1 && $3 == "up"' "$dir/hosts.tsv" | wc -l)
     local t_start
     : >"$dir/$kind.out"
     t_start=$(date +%s.%N)
-    if [ "$kind" = probe ]; then
+    local pid
+    case $kind in
+    probe)
         "$BIN" probe --config "$dir/fleet.toml" --duration "${total}s" --expect-up "$expect" \
             >"$dir/$kind.out" 2>"$dir/$kind.err" &
-    else
+        pid=$!
+        ;;
+    headless)
         "$LOOKOUT" run --headless --config "$dir/fleet.toml" --duration "${total}s" \
             >"$dir/$kind.out" 2>"$dir/$kind.err" &
-    fi
-    local pid=$!
-    PIDS+=("$pid")
+        pid=$!
+        ;;
+    tui)
+        # exec: the pane's process is lookout itself, so its pid is the one to measure.
+        tmux -S "$SOCK" new-session -d -s bench -x 160 -y 45 -c "$PWD" \
+            "exec '$LOOKOUT' --config '$dir/fleet.toml' 2>'$dir/$kind.err'" \; \
+            set-option -t bench remain-on-exit on
+        pid=$(tmux -S "$SOCK" display-message -p -t bench '#{pane_pid}')
+        ;;
+    esac
+    [ "$kind" = tui ] || PIDS+=("$pid")
     local all_up=never
-    for _ in $(seq 1 600); do
+    for _ in $(seq 1 $((UP_WITHIN * 10))); do
         if [ "$kind" = probe ]; then
             if grep -q '^all_up' "$dir/$kind.out"; then
                 all_up=$(awk '/^all_up/ { sub("t=", "", $2); print $2 }' "$dir/$kind.out")
+                break
+            fi
+        elif [ "$kind" = tui ]; then
+            if tmux -S "$SOCK" capture-pane -p -t bench | head -n 1 | grep -q "hosts: $expect up"; then
+                all_up=$(awk -v a="$t_start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')
                 break
             fi
         else
@@ -96,6 +128,7 @@ measure() {
         kill -0 "$pid" 2>/dev/null || { cat "$dir/$kind.err" >&2; break; }
         sleep 0.1
     done
+    [ "$all_up" = never ] && FAILED=1
     sleep "$SETTLE"
     local start_line c0 s0 t0 c1 s1 t1 rss=0 r load fresh=- cpu simcpu
     start_line=$(wc -l <"$dir/$kind.out")
@@ -115,8 +148,13 @@ measure() {
     cpu=$(awk -v a="$c0" -v b="$c1" -v t0="$t0" -v t1="$t1" -v hz="$TICK" 'BEGIN { printf "%.1f", (b - a) / hz / (t1 - t0) * 100 }')
     simcpu=$(awk -v a="$s0" -v b="$s1" -v t0="$t0" -v t1="$t1" -v hz="$TICK" 'BEGIN { printf "%.1f", (b - a) / hz / (t1 - t0) * 100 }')
     printf '%-6s %-9s %-9s %-8s %-7s %-15s %-8s %s\n' "$N" "$kind" "$all_up" "$cpu" "$((rss / 1024))" "$fresh" "$simcpu" "$load"
-    kill "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
+    if [ "$kind" = tui ]; then
+        tmux -S "$SOCK" capture-pane -p -t bench >"$dir/$kind.out"
+        tmux -S "$SOCK" kill-server 2>/dev/null || true
+    else
+        kill "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    fi
     PIDS=("$sim")
 }
 
@@ -140,6 +178,10 @@ for N in "${SIZES[@]}"; do
     if [ "$HEADLESS" = 1 ]; then
         measure headless "$N"
     fi
+    if [ "$TUI" = 1 ]; then
+        measure tui "$N"
+    fi
     cleanup
 done
 echo "logs: $OUT" >&2
+exit "$FAILED"

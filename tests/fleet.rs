@@ -262,3 +262,56 @@ async fn smoke_a_hundred_hosts_all_come_up() {
     running.engine.abort();
     let _: &Path = sim.dir.path();
 }
+
+/// The scale script itself, end to end at 100 hosts with the binaries of this build: the
+/// simulator, `lookout-fleet probe`, `lookout run --headless` and (with tmux) the dashboard
+/// in a terminal each see every host up. A smoke test of the benchmark's whole path; its
+/// figures are printed, never compared with a target.
+#[test]
+fn bench_script_smoke_at_a_hundred_hosts() {
+    let out = tempfile::tempdir().expect("tmp");
+    let tui = have("tmux");
+    if !tui {
+        eprintln!("tmux is missing: the script's dashboard run is skipped");
+    }
+    let run = Command::new("scripts/bench-fleet.sh")
+        .arg("100")
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .env("BUILD", "0")
+        .env("BIN", env!("CARGO_BIN_EXE_lookout-fleet"))
+        .env("LOOKOUT", env!("CARGO_BIN_EXE_lookout"))
+        .env("FIRST", "127.46.0.1")
+        .env("OUT", out.path())
+        .env("SETTLE", "1")
+        .env("WINDOW", "3")
+        // Generous: debug binaries on a busy CI machine.
+        .env("UP_WITHIN", "90")
+        .env("TUI", if tui { "1" } else { "0" })
+        .stdin(Stdio::null())
+        .output()
+        .expect("scripts/bench-fleet.sh runs");
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    eprintln!("{stdout}{stderr}");
+    assert!(run.status.success(), "the script failed: {:?}", run.status);
+    let rows: Vec<Vec<&str>> = stdout
+        .lines()
+        .skip(1)
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let kinds: Vec<&str> = rows.iter().map(|r| r[1]).collect();
+    let mut expected = vec!["probe", "headless"];
+    if tui {
+        expected.push("tui");
+    }
+    assert_eq!(kinds, expected, "{stdout}");
+    for r in &rows {
+        assert_eq!(r[0], "100");
+        let up: f64 = r[2].parse().unwrap_or_else(|_| panic!("all_up_s of {r:?}"));
+        assert!(up < 90.0);
+        let rss: u64 = r[4].parse().unwrap_or_else(|_| panic!("rss_mb of {r:?}"));
+        assert!(rss > 0, "{r:?}");
+    }
+    // The probe saw data from hosts in the window (any share: not a timing test).
+    assert!(rows[0][5].ends_with('%'), "{:?}", rows[0]);
+}
