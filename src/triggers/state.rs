@@ -369,10 +369,12 @@ pub struct TriggerSet {
     changed: bool,
     /// Host names of the views last seen, to notice a different host list.
     host_names: Vec<crate::model::HostName>,
-    /// Per-tick scratch, reused: series grouped by metric.
-    offsets: Vec<u32>,
-    entries: Vec<Entry>,
-    cursor: Vec<u32>,
+    /// Per-tick scratch, reused: the series of each metric a rule reads, by metric (empty
+    /// for the others: indexing every reading of every host four times a second was a
+    /// twentieth of lookout's CPU at 1,000 hosts, for the few metrics rules use).
+    series: Vec<Vec<Entry>>,
+    /// Which metrics some rule reads.
+    wanted: Vec<bool>,
     /// Per host: [`FRESH`] and [`UP_KNOWN`] bits.
     known: Vec<u8>,
     /// The time of the last evaluation or command (what `views` judges silences by).
@@ -403,15 +405,18 @@ impl TriggerSet {
                 ..RuleState::default()
             })
             .collect();
+        let mut wanted = vec![false; CATALOGUE.len()];
+        for r in &rules {
+            wanted[r.metric as usize] = true;
+        }
         TriggerSet {
             rules,
             states,
             interval,
             changed: false,
             host_names: Vec::new(),
-            offsets: Vec::new(),
-            entries: Vec::new(),
-            cursor: Vec::new(),
+            series: vec![Vec::new(); CATALOGUE.len()],
+            wanted,
             known: Vec::new(),
             now: SystemTime::UNIX_EPOCH,
         }
@@ -447,39 +452,27 @@ impl TriggerSet {
         }
     }
 
-    /// Groups every current reading by metric into the reused scratch buffers.
+    /// Groups the current readings of the metrics rules read, by metric, into the reused
+    /// scratch buffers (in host order, then the order each host reported them).
     fn index(&mut self, now: SystemTime, hosts: &[Arc<HostView>]) {
-        let n = CATALOGUE.len();
-        self.offsets.clear();
-        self.offsets.resize(n + 1, 0);
+        for v in &mut self.series {
+            v.clear();
+        }
         self.known.clear();
-        for h in hosts {
+        for (hi, h) in hosts.iter().enumerate() {
             let fresh = !h.is_stale(now, self.interval);
             let up_known = fresh || answered(h);
             self.known
                 .push((u8::from(fresh) * FRESH) | (u8::from(up_known) * UP_KNOWN));
-            for r in h.metrics() {
-                self.offsets[r.metric as usize + 1] += 1;
-            }
-        }
-        for i in 0..n {
-            self.offsets[i + 1] += self.offsets[i];
-        }
-        let total = self.offsets[n] as usize;
-        self.entries.clear();
-        self.entries.resize(total, Entry::default());
-        // Fill using a moving cursor per metric.
-        self.cursor.clear();
-        self.cursor.extend_from_slice(&self.offsets[..n]);
-        for (hi, h) in hosts.iter().enumerate() {
             for (ri, r) in h.metrics().enumerate() {
                 let m = r.metric as usize;
-                self.entries[self.cursor[m] as usize] = Entry {
-                    host: hi as u32,
-                    idx: ri as u32,
-                    value: r.value,
-                };
-                self.cursor[m] += 1;
+                if self.wanted[m] {
+                    self.series[m].push(Entry {
+                        host: hi as u32,
+                        idx: ri as u32,
+                        value: r.value,
+                    });
+                }
             }
         }
     }
@@ -500,7 +493,7 @@ impl TriggerSet {
             let rule = &self.rules[ri];
             let st = &mut self.states[ri];
             let m = rule.metric as usize;
-            let series = &self.entries[self.offsets[m] as usize..self.offsets[m + 1] as usize];
+            let series = &self.series[m];
             let ctx = Ctx {
                 rule,
                 run: &st.run,
