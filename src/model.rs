@@ -202,11 +202,14 @@ pub fn empty_instance() -> Arc<str> {
     EMPTY.get_or_init(|| Arc::from("")).clone()
 }
 
-/// Shares instance strings between polls, so a collector that reports the same mount or
-/// interface every round hands the engine the same `Arc<str>` instead of a new allocation.
+/// Shares strings between polls, so a collector that reports the same mount, interface or
+/// process every round hands the engine the same `Arc<str>` instead of a new allocation.
 #[derive(Debug, Default)]
 pub struct Interner {
     strings: std::collections::HashSet<Arc<str>>,
+    /// Raw texts that sanitizing changes (command lines, with NULs between arguments), and
+    /// the kept string each became: a known one is neither sanitized nor allocated again.
+    raw: std::collections::HashMap<Box<str>, Arc<str>>,
 }
 
 impl Interner {
@@ -219,6 +222,7 @@ impl Interner {
         }
         if self.strings.len() >= Self::LIMIT {
             self.strings.clear();
+            self.raw.clear();
         }
         let a: Arc<str> = Arc::from(s);
         self.strings.insert(a.clone());
@@ -228,10 +232,14 @@ impl Interner {
     /// [`get`](Self::get) of `sanitize(raw)`, without sanitizing (or allocating) when `raw`
     /// is already known: a kept string is sanitized, and sanitizing one changes nothing.
     pub fn get_sanitized(&mut self, raw: &str) -> Arc<str> {
-        match self.strings.get(raw) {
-            Some(a) => a.clone(),
-            None => self.get(&sanitize(raw)),
+        if let Some(a) = self.strings.get(raw).or_else(|| self.raw.get(raw)) {
+            return a.clone();
         }
+        let a = self.get(&sanitize(raw));
+        if *a != *raw {
+            self.raw.insert(raw.into(), a.clone());
+        }
+        a
     }
 }
 
@@ -241,7 +249,7 @@ pub struct ProcessDetail {
     /// The watched name this process matched.
     pub watch: Arc<str>,
     pub pid: u32,
-    pub name: String,
+    pub name: Arc<str>,
     pub cpu_pct: f64,
     pub mem_pct: f64,
     pub rss_bytes: u64,
@@ -249,7 +257,7 @@ pub struct ProcessDetail {
     pub shared_bytes: u64,
     /// CPUs the process may run on (empty when unknown).
     pub cpu_affinity: Vec<usize>,
-    pub cmdline: String,
+    pub cmdline: Arc<str>,
 }
 
 /// Connection state of a host (the JSON `status` values of DESIGN.md).
@@ -377,5 +385,10 @@ mod tests {
         assert_eq!(&*a, "/mnt/ x");
         assert!(Arc::ptr_eq(&a, &names.get_sanitized("/mnt/ x")));
         assert!(Arc::ptr_eq(&a, &names.get_sanitized("/mnt/\x07x")));
+        // A raw text that sanitizing changes is remembered as such.
+        let c = names.get_sanitized("nginx\0-g\0daemon off;\0");
+        assert_eq!(&*c, "nginx -g daemon off;");
+        assert!(Arc::ptr_eq(&c, &names.get_sanitized("nginx\0-g\0daemon off;\0")));
+        assert!(Arc::ptr_eq(&c, &names.get_sanitized("nginx -g daemon off;")));
     }
 }

@@ -62,7 +62,7 @@ fn this_machine() {
         .iter()
         .find(|p| &*p.watch == "bash")
         .expect("bash");
-    assert_eq!(bash.cmdline, "bash /dev/fd/3");
+    assert_eq!(&*bash.cmdline, "bash /dev/fd/3");
     assert_eq!(bash.rss_bytes, 1005 * 4096);
     assert_eq!(bash.shared_bytes, 781 * 4096);
     assert_eq!(bash.vms_bytes, 5414912);

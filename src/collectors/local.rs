@@ -257,14 +257,14 @@ impl LocalCollector {
                 details.push(ProcessDetail {
                     watch: watch.clone(),
                     pid,
-                    name: sanitize(&name),
+                    name: sanitize(&name).into(),
                     cpu_pct: p_cpu,
                     mem_pct: p_mem,
                     rss_bytes: p.memory(),
                     vms_bytes: p.virtual_memory(),
                     shared_bytes: p_shared,
                     cpu_affinity: affinity,
-                    cmdline: sanitize(&cmdline),
+                    cmdline: sanitize(&cmdline).into(),
                 });
             }
             super::push_process_totals(watch, &details, total_mem, readings);

@@ -832,7 +832,11 @@ mod tests {
         assert_eq!(value(&r2, Metric::ProcCount, "nginx"), Some(3.0));
         // the sampling shell and its head are left out, as on a real host
         assert_eq!(value(&r2, Metric::ProcCount, "sh"), Some(0.0));
-        assert!(procs.iter().any(|p| &*p.watch == "python3" || p.name == "nginx"));
+        assert!(
+            procs
+                .iter()
+                .any(|p| &*p.watch == "python3" || &*p.name == "nginx")
+        );
     }
 
     #[test]

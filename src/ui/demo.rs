@@ -138,14 +138,14 @@ impl Fleet {
             .map(|(k, name)| ProcessDetail {
                 watch: Arc::from(*name),
                 pid: 1000 + (i * 10 + k) as u32,
-                name: name.to_string(),
+                name: (*name).into(),
                 cpu_pct: 0.5 + k as f64,
                 mem_pct: 0.2 + k as f64 * 0.3,
                 rss_bytes: 6_000_000 + k as u64 * 20_000_000,
                 vms_bytes: 20_000_000 + k as u64 * 80_000_000,
                 shared_bytes: 4_000_000,
                 cpu_affinity: vec![0, 1, 2, 3],
-                cmdline: format!("/usr/sbin/{name} -D"),
+                cmdline: format!("/usr/sbin/{name} -D").into(),
             })
             .collect()
     }

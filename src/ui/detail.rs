@@ -489,9 +489,9 @@ fn processes(area: Rect, buf: &mut Buffer, app: &mut App, h: &HostView) {
             (affinity, t.muted),
             (
                 if p.cmdline.is_empty() {
-                    p.name.clone()
+                    p.name.to_string()
                 } else {
-                    p.cmdline.clone()
+                    p.cmdline.to_string()
                 },
                 t.muted,
             ),
