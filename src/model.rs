@@ -237,9 +237,21 @@ impl Interner {
         }
         let a = self.get(&sanitize(raw));
         if *a != *raw {
+            if self.raw.len() >= Self::LIMIT {
+                self.raw.clear();
+            }
             self.raw.insert(raw.into(), a.clone());
         }
         a
+    }
+
+    /// Forgets the strings that nothing outside the interner holds any more (a process
+    /// that exited, a mount that went away), so that it keeps only what is in use: worker
+    /// processes with a new command line each would otherwise fill it to its limit.
+    pub fn prune(&mut self) {
+        // A remembered raw text holds a second reference to its kept string.
+        self.raw.retain(|_, a| Arc::strong_count(a) > 2);
+        self.strings.retain(|a| Arc::strong_count(a) > 1);
     }
 }
 
@@ -390,5 +402,15 @@ mod tests {
         assert_eq!(&*c, "nginx -g daemon off;");
         assert!(Arc::ptr_eq(&c, &names.get_sanitized("nginx\0-g\0daemon off;\0")));
         assert!(Arc::ptr_eq(&c, &names.get_sanitized("nginx -g daemon off;")));
+
+        // What is still held elsewhere survives a prune; the rest is forgotten.
+        drop(names.get_sanitized("python3\0job-1"));
+        names.prune();
+        assert!(Arc::ptr_eq(&a, &names.get_sanitized("/mnt/\x07x")));
+        assert!(Arc::ptr_eq(&c, &names.get_sanitized("nginx\0-g\0daemon off;\0")));
+        assert_eq!(names.strings.len(), 2);
+        assert_eq!(names.raw.len(), 3);
+        let again = names.get_sanitized("python3\0job-1");
+        assert_eq!(&*again, "python3 job-1");
     }
 }

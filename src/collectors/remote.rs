@@ -655,6 +655,8 @@ impl RemoteState {
 
     /// [`parse`] with this host's names from earlier samples.
     pub fn parse(&mut self, text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
+        // Names of the previous samples that nothing uses any more (exited processes).
+        self.names.prune();
         parse_with(text, watch, &mut self.names)
     }
 
