@@ -100,6 +100,7 @@ measure() {
         pid=$(tmux -S "$SOCK" display-message -p -t bench '#{pane_pid}')
         ;;
     esac
+    # The dashboard is stopped with its tmux server (cleanup), not by its pid.
     [ "$kind" = tui ] || PIDS+=("$pid")
     local all_up=never
     for _ in $(seq 1 $((UP_WITHIN * 10))); do

@@ -509,20 +509,6 @@ fn proc_file(name: &str) -> Option<(u32, &str)> {
     Some((pid.parse().ok()?, file))
 }
 
-/// The command name of a /proc/PID/stat line and the fields after it: the name is in
-/// parentheses and may hold any character, `)` too, so it ends at the line's last `)`.
-/// (memchr: a reverse substring search over every process of every sample was a fiftieth
-/// of lookout's CPU at 1,000 hosts.)
-fn stat_name(stat: &str) -> Option<(&str, &str)> {
-    let open = memchr::memchr(b'(', stat.as_bytes())?;
-    let close = memchr::memrchr(b')', stat.as_bytes())?;
-    if close <= open {
-        return None;
-    }
-    let rest = stat[close + 1..].strip_prefix(' ')?;
-    Some((&stat[open + 1..close], rest))
-}
-
 #[derive(Default)]
 struct ProcFiles<'a> {
     stat: Option<&'a str>,
@@ -576,7 +562,7 @@ fn processes<'a>(
     let mut out = Vec::new();
     for (pid, f) in files {
         let Some(stat) = f.stat else { continue };
-        let Some((name, rest)) = stat_name(stat) else {
+        let Some((name, rest)) = procfs::stat_name(stat) else {
             continue;
         };
         let cmdline_raw = f.cmdline.unwrap_or("");
@@ -759,16 +745,6 @@ mod tests {
         );
         assert_eq!(parse_df_line("a 1 2 3 4%"), None);
         assert_eq!(parse_df_line(""), None);
-    }
-
-    #[test]
-    fn stat_names_with_parentheses_and_spaces() {
-        assert_eq!(stat_name("12 (nginx) S 1 12"), Some(("nginx", "S 1 12")));
-        assert_eq!(stat_name("7 (a) b) (c)) R 1"), Some(("a) b) (c)", "R 1")));
-        assert_eq!(stat_name("7 (x y) S"), Some(("x y", "S")));
-        assert_eq!(stat_name("7 )oops( S"), None);
-        assert_eq!(stat_name("7 (trunc"), None);
-        assert_eq!(stat_name("7 (x)"), None);
     }
 
     #[test]

@@ -68,7 +68,7 @@ impl SelfStat {
 /// utime + stime from the text of /proc/PID/stat (fields 14 and 15, counted after the
 /// parenthesised command name, which may itself hold spaces and parentheses).
 pub fn parse_stat_ticks(stat: &str) -> Option<u64> {
-    let rest = &stat[stat.rfind(')')? + 1..];
+    let (_, rest) = crate::collectors::procfs::stat_name(stat)?;
     let mut fields = rest.split_whitespace();
     // After ")": state is field 3, so utime (14) is the 12th field here.
     let utime: u64 = fields.nth(11)?.parse().ok()?;
