@@ -320,7 +320,7 @@ impl SshConfig {
             user: user.map(String::from),
             port,
             hostname: None,
-            proxy_set: false,
+            command_set: false,
             identities_only_set: false,
         };
         let mut active = true;
@@ -448,8 +448,8 @@ struct State {
     user: Option<String>,
     port: Option<u16>,
     hostname: Option<String>,
-    /// ProxyJump or ProxyCommand (either, also `none`) was given: the other is ignored.
-    proxy_set: bool,
+    /// A ProxyCommand (also `none`) was given.
+    command_set: bool,
     identities_only_set: bool,
 }
 
@@ -493,95 +493,68 @@ fn set(l: &Line, r: &mut Resolved, st: &mut State) {
         humantime::parse_duration(s).ok()
     };
     match l.keyword.as_str() {
-        "hostname" => {
-            if st.hostname.is_none() {
-                st.hostname = first;
-            }
+        "hostname" if st.hostname.is_none() => {
+            st.hostname = first;
         }
-        "user" => {
-            if st.user.is_none() {
-                st.user = first;
-            }
+        "user" if st.user.is_none() => {
+            st.user = first;
         }
-        "port" => {
-            if st.port.is_none() {
-                match first.as_deref().map(str::parse::<u16>) {
-                    Some(Ok(p)) if p > 0 => st.port = Some(p),
-                    _ => bad(r, "Port"),
-                }
-            }
-        }
+        "port" if st.port.is_none() => match first.as_deref().map(str::parse::<u16>) {
+            Some(Ok(p)) if p > 0 => st.port = Some(p),
+            _ => bad(r, "Port"),
+        },
         "identityfile" => r.identity_files.extend(first),
         "certificatefile" => r.certificate_files.extend(first),
-        "proxyjump" => {
-            if !st.proxy_set {
-                st.proxy_set = true;
-                r.proxy_jump = first;
-            }
+        // As OpenSSH 9.2 has it: a ProxyJump host blocks later ProxyJump and ProxyCommand
+        // lines, `ProxyJump none` only later ProxyJump lines; any ProxyCommand (also `none`)
+        // blocks both.
+        "proxyjump" if r.proxy_jump.is_none() && !st.command_set => {
+            r.proxy_jump = first;
         }
         "proxycommand" => {
-            if !st.proxy_set {
-                st.proxy_set = true;
+            let jumped = r.proxy_jump.as_deref().is_some_and(|j| j != "none");
+            if !st.command_set && !jumped {
+                st.command_set = true;
                 let cmd = l.rest.trim().to_string();
                 if cmd != "none" {
                     r.proxy_command = Some(cmd);
                 }
             }
         }
-        "identitiesonly" => {
-            if !st.identities_only_set {
-                st.identities_only_set = true;
-                r.identities_only = first.is_some_and(|v| v.eq_ignore_ascii_case("yes"));
+        "identitiesonly" if !st.identities_only_set => {
+            st.identities_only_set = true;
+            r.identities_only = first.is_some_and(|v| v.eq_ignore_ascii_case("yes"));
+        }
+        "identityagent" if r.identity_agent.is_none() => {
+            r.identity_agent = first;
+        }
+        "userknownhostsfile" if r.user_known_hosts.is_empty() => {
+            r.user_known_hosts.clone_from(&l.args);
+        }
+        "globalknownhostsfile" if r.global_known_hosts.is_empty() => {
+            r.global_known_hosts.clone_from(&l.args);
+        }
+        "stricthostkeychecking" if r.strict_host_key_checking.is_none() => {
+            r.strict_host_key_checking = first.map(|v| v.to_lowercase());
+        }
+        "hostkeyalias" if r.host_key_alias.is_none() => {
+            r.host_key_alias = first;
+        }
+        "connecttimeout" if r.connect_timeout.is_none() => match first.as_deref().and_then(seconds) {
+            Some(d) => r.connect_timeout = Some(d),
+            None if first.as_deref() == Some("none") => {}
+            None => bad(r, "ConnectTimeout"),
+        },
+        "serveraliveinterval" if r.server_alive_interval.is_none() => {
+            match first.as_deref().and_then(seconds) {
+                Some(d) => r.server_alive_interval = Some(d),
+                None => bad(r, "ServerAliveInterval"),
             }
         }
-        "identityagent" => {
-            if r.identity_agent.is_none() {
-                r.identity_agent = first;
-            }
-        }
-        "userknownhostsfile" => {
-            if r.user_known_hosts.is_empty() {
-                r.user_known_hosts.clone_from(&l.args);
-            }
-        }
-        "globalknownhostsfile" => {
-            if r.global_known_hosts.is_empty() {
-                r.global_known_hosts.clone_from(&l.args);
-            }
-        }
-        "stricthostkeychecking" => {
-            if r.strict_host_key_checking.is_none() {
-                r.strict_host_key_checking = first.map(|v| v.to_lowercase());
-            }
-        }
-        "hostkeyalias" => {
-            if r.host_key_alias.is_none() {
-                r.host_key_alias = first;
-            }
-        }
-        "connecttimeout" => {
-            if r.connect_timeout.is_none() {
-                match first.as_deref().and_then(seconds) {
-                    Some(d) => r.connect_timeout = Some(d),
-                    None if first.as_deref() == Some("none") => {}
-                    None => bad(r, "ConnectTimeout"),
-                }
-            }
-        }
-        "serveraliveinterval" => {
-            if r.server_alive_interval.is_none() {
-                match first.as_deref().and_then(seconds) {
-                    Some(d) => r.server_alive_interval = Some(d),
-                    None => bad(r, "ServerAliveInterval"),
-                }
-            }
-        }
-        "serveralivecountmax" => {
-            if r.server_alive_count_max.is_none() {
-                match first.as_deref().map(str::parse::<u32>) {
-                    Some(Ok(n)) => r.server_alive_count_max = Some(n),
-                    _ => bad(r, "ServerAliveCountMax"),
-                }
+        "serveralivecountmax" if r.server_alive_count_max.is_none() => {
+            match first.as_deref().map(str::parse::<u32>) {
+                Some(Ok(n)) => r.server_alive_count_max = Some(n),
+                _ => bad(r, "ServerAliveCountMax"),
             }
         }
         _ => {}
@@ -595,7 +568,8 @@ impl Resolved {
             None | Some("none") => Vec::new(),
             Some(j) => j
                 .split(',')
-                .map(|s| s.trim().to_string())
+                .map(|s| s.trim())
+                .map(|s| s.strip_prefix("ssh://").unwrap_or(s).to_string())
                 .filter(|s| !s.is_empty())
                 .collect(),
         }
