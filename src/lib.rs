@@ -16,6 +16,7 @@ pub mod format;
 pub mod headless;
 pub mod model;
 pub mod runtime;
+pub mod serve;
 pub mod snapshot;
 pub mod store;
 pub mod suggest;
