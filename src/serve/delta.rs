@@ -102,8 +102,8 @@ pub fn delta<'a>(old: &Snapshot, new: &'a Snapshot, triggers_changed: bool) -> S
         header: header(new),
         hosts,
         removed,
-        max_risk: (old.max_risk != new.max_risk).then(|| Cow::Borrowed(new.max_risk.as_slice())),
-        triggers: triggers_changed.then(|| Cow::Borrowed(new.triggers.as_slice())),
+        max_risk: (old.max_risk != new.max_risk).then_some(Cow::Borrowed(new.max_risk.as_slice())),
+        triggers: triggers_changed.then_some(Cow::Borrowed(new.triggers.as_slice())),
     })
 }
 
