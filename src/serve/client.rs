@@ -119,13 +119,26 @@ pub async fn fetch_snapshot(target: &Target) -> anyhow::Result<Arc<Snapshot>> {
         .await
         .map_err(anyhow::Error::msg)?;
     let mut buf = Vec::new();
-    match protocol::read_frame(&mut conn.read, protocol::SERVER_FRAME_LIMIT, &mut buf).await {
-        Ok(ServerMsg::Full(state)) => Ok(Replica::new(2).apply_full(state)),
-        Ok(_) => anyhow::bail!(
-            "{}: the server sent something other than a snapshot",
-            target.describe()
-        ),
-        Err(e) => anyhow::bail!("{}: {e}", target.describe()),
+    loop {
+        match protocol::read_frame(&mut conn.read, protocol::SERVER_FRAME_LIMIT, &mut buf).await {
+            Ok(ServerMsg::Full(state)) => return Ok(Replica::new(2).apply_full(state)),
+            Ok(ServerMsg::Metrics(list)) => register(list),
+            Ok(_) => anyhow::bail!(
+                "{}: the server sent something other than a snapshot",
+                target.describe()
+            ),
+            Err(e) => anyhow::bail!("{}: {e}", target.describe()),
+        }
+    }
+}
+
+/// Takes the server's run-time metrics into this process's registry.
+fn register(list: Vec<protocol::WireMetric>) {
+    for m in list {
+        let name = m.name.clone();
+        if let Err(e) = m.register() {
+            log::warn!(target: "lookout", "the server's metric `{name}`: {e}");
+        }
     }
 }
 
@@ -279,6 +292,10 @@ async fn session(mut conn: Connection, replica: &mut Replica, ends: &mut LinkEnd
                             Ok(e) => { let _ = ends.events.send(e); }
                             Err(e) => log::warn!(target: "lookout", "an event from the server could not be read: {e}"),
                         }
+                        None
+                    }
+                    Ok(ServerMsg::Metrics(list)) => {
+                        register(list);
                         None
                     }
                     Ok(ServerMsg::Reply { text, .. } | ServerMsg::Notice(text)) => {

@@ -268,6 +268,99 @@ pub enum ServerMsg<'a> {
     Reply { ok: bool, text: String },
     /// Something the viewer should tell its user (the server is stopping, a command dropped).
     Notice(String),
+    /// Metrics the server registered at run time (check metrics): sent before the first
+    /// state that uses them, so that the viewer can read their names.
+    Metrics(Vec<WireMetric>),
+}
+
+/// A metric of the server's registry that is not in the built-in catalogue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireMetric {
+    pub name: String,
+    /// `bool`, `s`, `ms`, `%`, `load`, `bytes`, `bytes/s`, `count`, else the custom unit.
+    pub unit: String,
+    pub instance: String,
+    /// `higher`, `lower` or `none`.
+    pub risk: String,
+    pub description: String,
+}
+
+/// Most run-time metrics a viewer takes from a server (the registry's ids are 16 bits).
+const METRICS_LIMIT: usize = 16_384;
+
+impl WireMetric {
+    pub fn of(info: &crate::model::MetricInfo) -> Self {
+        use crate::model::{Risk, Unit};
+        let unit = match info.unit {
+            Unit::Bool => "bool",
+            Unit::Seconds => "s",
+            Unit::Millis => "ms",
+            Unit::Percent => "%",
+            Unit::Load => "load",
+            Unit::Bytes => "bytes",
+            Unit::BytesPerSec => "bytes/s",
+            Unit::Count => "count",
+            Unit::Custom(u) => u,
+        };
+        WireMetric {
+            name: info.name.to_string(),
+            unit: unit.to_string(),
+            instance: info.instance.to_string(),
+            risk: match info.risk {
+                Risk::Higher => "higher",
+                Risk::Lower => "lower",
+                Risk::None => "none",
+            }
+            .to_string(),
+            description: info.description.to_string(),
+        }
+    }
+
+    /// Adds the metric to this process's registry (known names are kept as they are).
+    pub fn register(self) -> Result<Metric, String> {
+        use crate::model::{NewMetric, Risk, Unit};
+        if let Some(m) = Metric::by_name(&self.name) {
+            return Ok(m);
+        }
+        if Metric::count() >= METRICS_LIMIT {
+            return Err(format!("the server sent more than {METRICS_LIMIT} metrics"));
+        }
+        // The registry keeps its strings for the life of the process, as it does for the
+        // server's own; the limit above bounds what a server can make a viewer keep.
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let unit = match self.unit.as_str() {
+            "bool" => Unit::Bool,
+            "s" => Unit::Seconds,
+            "ms" => Unit::Millis,
+            "%" => Unit::Percent,
+            "load" => Unit::Load,
+            "bytes" => Unit::Bytes,
+            "bytes/s" => Unit::BytesPerSec,
+            "count" => Unit::Count,
+            _ => Unit::Custom(leak(self.unit)),
+        };
+        let risk = match self.risk.as_str() {
+            "higher" => Risk::Higher,
+            "lower" => Risk::Lower,
+            _ => Risk::None,
+        };
+        Metric::register(NewMetric {
+            name: self.name,
+            unit,
+            instance: leak(self.instance),
+            risk,
+            description: self.description,
+        })
+    }
+}
+
+/// The metrics registered at run time from the `from`-th one of the registry on.
+pub fn metrics_from(from: usize) -> Vec<WireMetric> {
+    Metric::all()
+        .into_iter()
+        .skip(from.max(crate::model::CATALOGUE.len()))
+        .map(WireMetric::of)
+        .collect()
 }
 
 /// What every state message carries about the snapshot it brings the viewer to.
@@ -368,5 +461,39 @@ mod tests {
         line.push(b'\n');
         let hello = read_hello(&mut &line[..]).await.expect("hello");
         assert_eq!(hello.lookout_protocol, VERSION);
+    }
+
+    #[tokio::test]
+    async fn run_time_metrics_travel_before_their_readings() {
+        let m = WireMetric {
+            name: "check.serve_wire_test".into(),
+            unit: "req/s".into(),
+            instance: "endpoint".into(),
+            risk: "higher".into(),
+            description: "a check metric".into(),
+        };
+        let reading = br#"{"metric":"check.serve_wire_test","instance":"","value":1.0}"#;
+        assert!(
+            serde_json::from_slice::<Reading>(reading).is_err(),
+            "unknown before"
+        );
+        let bytes = encode(&ServerMsg::Metrics(vec![m.clone()])).expect("encodes");
+        let ServerMsg::Metrics(list) = read_frame(&mut &bytes[..], 1024, &mut Vec::new())
+            .await
+            .expect("decodes")
+        else {
+            panic!("metrics")
+        };
+        let metric = list
+            .into_iter()
+            .next()
+            .expect("one")
+            .register()
+            .expect("registers");
+        assert_eq!(WireMetric::of(metric.info()), m);
+        assert_eq!(metric.info().unit, crate::model::Unit::Custom("req/s"));
+        let r: Reading = serde_json::from_slice(reading).expect("known after");
+        assert_eq!(r.metric, metric);
+        assert!(metrics_from(0).contains(&m));
     }
 }

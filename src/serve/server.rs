@@ -12,9 +12,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::Context;
-use tokio::io::{AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
-use tokio::net::unix::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::{broadcast, mpsc};
 
@@ -103,6 +102,7 @@ async fn run_hub(ctx: Arc<Ctx>, running: &Running) {
     let mut snapshots = running.snapshots.clone();
     let mut events = running.subscribe();
     let mut prev = snapshots.borrow_and_update().clone();
+    let mut known_metrics = crate::model::Metric::count();
     let mut prev_triggers = postcard::to_allocvec(&prev.triggers).unwrap_or_default();
     loop {
         tokio::select! {
@@ -111,6 +111,14 @@ async fn run_hub(ctx: Arc<Ctx>, running: &Running) {
                     break;
                 }
                 let next = snapshots.borrow_and_update().clone();
+                // Metrics registered since the last state go out before the state using them.
+                let count = crate::model::Metric::count();
+                if count > known_metrics {
+                    if let Some(bytes) = encode(&ServerMsg::Metrics(protocol::metrics_from(known_metrics))) {
+                        ctx.hub.publish(None, Frame { state: true, bytes });
+                    }
+                    known_metrics = count;
+                }
                 let triggers = postcard::to_allocvec(&next.triggers).unwrap_or_default();
                 let msg = delta::delta(&prev, &next, triggers != prev_triggers);
                 if let Some(bytes) = encode(&msg) {
@@ -209,6 +217,17 @@ pub async fn serve(config: Arc<Config>, opts: ServeOptions) -> anyhow::Result<()
     Ok(())
 }
 
+/// The frames that bring a new viewer to `snap`: the run-time metrics, then the state.
+fn full_state(snap: &Snapshot) -> Vec<Arc<[u8]>> {
+    let metrics = protocol::metrics_from(0);
+    let mut frames = Vec::new();
+    if !metrics.is_empty() {
+        frames.extend(encode(&ServerMsg::Metrics(metrics)));
+    }
+    frames.extend(encode(&delta::full(snap)));
+    frames
+}
+
 fn log_event(e: &Event) {
     log::info!(target: "lookout::event", "{}", e.summary());
 }
@@ -287,8 +306,13 @@ async fn connection(stream: UnixStream, ctx: Arc<Ctx>) {
     match want {
         Want::Snapshot => {
             let (snap, _) = ctx.hub.subscribe();
-            if let Some(bytes) = encode(&delta::full(&snap)) {
-                let _ = tokio::time::timeout(STALL, write.write_all(&bytes)).await;
+            for bytes in full_state(&snap) {
+                if !matches!(
+                    tokio::time::timeout(STALL, write.write_all(&bytes)).await,
+                    Ok(Ok(()))
+                ) {
+                    break;
+                }
             }
         }
         Want::View | Want::Events | Want::Control => {
@@ -300,48 +324,46 @@ async fn connection(stream: UnixStream, ctx: Arc<Ctx>) {
 }
 
 /// A viewer's session: a reader task for its messages, this task for its frames.
-async fn session(
-    ctx: &Arc<Ctx>,
-    want: Want,
-    user: &str,
-    read: BufReader<OwnedReadHalf>,
-    mut write: OwnedWriteHalf,
-) -> String {
+async fn session<R, W>(ctx: &Arc<Ctx>, want: Want, user: &str, read: BufReader<R>, mut write: W) -> String
+where
+    R: AsyncRead + Unpin + Send + 'static,
+    W: AsyncWrite + Unpin,
+{
     let (replies_tx, mut replies) = mpsc::channel::<Arc<[u8]>>(16);
     let reader = tokio::spawn(read_commands(ctx.clone(), user.to_string(), read, replies_tx));
     let (snap, mut frames) = ctx.hub.subscribe();
-    let mut pending: Option<Arc<[u8]>> = match want {
-        Want::View => encode(&delta::full(&snap)),
-        _ => None,
+    let mut pending: Vec<Arc<[u8]>> = match want {
+        Want::View => full_state(&snap),
+        _ => Vec::new(),
     };
     drop(snap);
-    let why = loop {
-        if let Some(bytes) = pending.take() {
+    let why = 'session: loop {
+        for bytes in pending.drain(..) {
             match tokio::time::timeout(STALL, write.write_all(&bytes)).await {
                 Ok(Ok(())) => {}
-                Ok(Err(e)) => break format!("{e}"),
-                Err(_) => break format!("stalled: took no data for {}s, dropped", STALL.as_secs()),
+                Ok(Err(e)) => break 'session format!("{e}"),
+                Err(_) => break 'session format!("stalled: took no data for {}s, dropped", STALL.as_secs()),
             }
         }
         tokio::select! {
             biased;
             r = replies.recv() => match r {
-                Some(bytes) => pending = Some(bytes),
+                Some(bytes) => pending.push(bytes),
                 None => break "closed the connection".to_string(),
             },
             f = frames.recv(), if want != Want::Control => match f {
                 Ok(f) if f.state && want != Want::View => {}
-                Ok(f) => pending = Some(f.bytes),
+                Ok(f) => pending.push(f.bytes),
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     // Skip ahead: a full state of now replaces the deltas it missed.
                     let (snap, rx) = ctx.hub.subscribe();
                     frames = rx;
                     if want == Want::View {
                         log::info!("{user} fell {n} frames behind: sending a full state");
-                        pending = encode(&delta::full(&snap));
+                        pending = full_state(&snap);
                     } else {
                         let note = format!("this reader fell behind: events skipped ({n} frames)");
-                        pending = encode(&ServerMsg::Notice(note));
+                        pending.extend(encode(&ServerMsg::Notice(note)));
                     }
                 }
                 Err(broadcast::error::RecvError::Closed) => break "the server stopped".to_string(),
@@ -354,10 +376,10 @@ async fn session(
 
 /// Reads a viewer's messages until it closes or sends something that is not a message;
 /// commands beyond the rate limit are dropped (and said so), never queued.
-async fn read_commands(
+async fn read_commands<R: AsyncRead + Unpin>(
     ctx: Arc<Ctx>,
     user: String,
-    mut read: BufReader<OwnedReadHalf>,
+    mut read: BufReader<R>,
     replies: mpsc::Sender<Arc<[u8]>>,
 ) {
     let mut buf = Vec::new();
@@ -411,5 +433,82 @@ async fn read_commands(
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::AsyncReadExt;
+
+    fn ctx() -> Arc<Ctx> {
+        Arc::new(Ctx {
+            hub: Hub {
+                inner: Mutex::new((
+                    Arc::new(Snapshot::empty(Duration::from_secs(1))),
+                    broadcast::channel(BACKLOG).0,
+                )),
+            },
+            commands: mpsc::channel(4).0,
+            reconnect: broadcast::channel(4).0,
+            owner: 0,
+            group: None,
+        })
+    }
+
+    /// Virtual time: the stall timeout passes as soon as every task waits.
+    #[tokio::test(start_paused = true)]
+    async fn a_stalled_viewer_is_dropped_and_the_others_keep_up() {
+        let ctx = ctx();
+        // A viewer whose side of the socket holds 4 KiB and is never read.
+        let (_stalled_peer, stalled) = tokio::io::duplex(4096);
+        let (r, w) = tokio::io::split(stalled);
+        let c = ctx.clone();
+        let stalled =
+            tokio::spawn(async move { session(&c, Want::View, "slow", BufReader::new(r), w).await });
+        let (mut good_peer, good) = tokio::io::duplex(1 << 16);
+        let (r, w) = tokio::io::split(good);
+        let c = ctx.clone();
+        let good = tokio::spawn(async move { session(&c, Want::View, "quick", BufReader::new(r), w).await });
+        let reader = tokio::spawn(async move {
+            let mut total = 0usize;
+            let mut buf = vec![0u8; 1 << 16];
+            while total < 1000 * 1024 {
+                match good_peer.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => total += n,
+                }
+            }
+            total
+        });
+        tokio::task::yield_now().await;
+        let frame: Arc<[u8]> = vec![7u8; 1024].into();
+        let start = tokio::time::Instant::now();
+        for _ in 0..1000 {
+            ctx.hub.publish(
+                None,
+                Frame {
+                    state: true,
+                    bytes: frame.clone(),
+                },
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Publishing never waited on the stalled viewer.
+        assert!(start.elapsed() < Duration::from_secs(11), "{:?}", start.elapsed());
+        let why = tokio::time::timeout(STALL * 2, stalled)
+            .await
+            .expect("dropped")
+            .expect("task");
+        assert!(why.contains("stalled"), "{why}");
+        // The quick viewer got every frame.
+        let got = tokio::time::timeout(Duration::from_secs(1), reader)
+            .await
+            .expect("read")
+            .expect("task");
+        assert!(got >= 1000 * 1024, "{got}");
+        // It leaves when its peer does, not for stalling.
+        let why = good.await.expect("task");
+        assert_eq!(why, "closed the connection");
     }
 }
