@@ -25,6 +25,9 @@ pub struct Common {
     /// Serve the current values at http://HOST:PORT/metrics in the Prometheus text format.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Do not record this run to disk (see `[record]`).
+    #[arg(long, global = true)]
+    pub no_record: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -39,6 +42,39 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        /// Print the recorded snapshot as of TIME instead of collecting
+        /// (`03:10`, `2026-12-01 03:10`, `-45m`, RFC 3339).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        at: Option<String>,
+        /// The recording to read (default: `[record] dir`).
+        #[arg(long, value_name = "DIR", requires = "at")]
+        record_dir: Option<PathBuf>,
+    },
+    /// Print the recorded trigger, action and host events of a time range.
+    Events {
+        /// From this time (`03:10`, `2026-12-01 03:10`, `-45m`, RFC 3339).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        since: String,
+        /// Up to this time (default: now).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        until: Option<String>,
+        /// One JSON object a line (the headless runner's form) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The recording to read (default: `[record] dir`).
+        #[arg(long, value_name = "DIR")]
+        record_dir: Option<PathBuf>,
+    },
+    /// Open a recording in the dashboard, with no network at all.
+    Replay {
+        /// The recording directory (default: `[record] dir`).
+        dir: Option<PathBuf>,
+        /// Start at this time (default: the start of the recording).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        at: Option<String>,
+        /// Play at N times real speed (0 = paused).
+        #[arg(long, default_value_t = 1.0, value_name = "N")]
+        speed: f64,
     },
     /// Run the engine and triggers without a screen; every event as one JSON line on stdout.
     Run {

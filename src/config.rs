@@ -38,6 +38,9 @@ pub struct FileConfig {
     pub prometheus: Vec<crate::collectors::prometheus::PrometheusFile>,
     #[serde(default)]
     pub alertmanager: crate::alertmanager::AlertmanagerFile,
+    /// Recording to disk (docs/record.md).
+    #[serde(default)]
+    pub record: crate::record::RecordFile,
     #[serde(default, rename = "trigger")]
     pub triggers: Vec<Spanned<TriggerFile>>,
     /// Key bindings: action name -> key or list of keys (validated by the UI).
@@ -184,6 +187,8 @@ pub struct Config {
     pub hosts: Vec<HostConfig>,
     pub prometheus: Vec<crate::collectors::prometheus::PrometheusSource>,
     pub alertmanager: crate::alertmanager::AlertmanagerSettings,
+    /// `[record]` (`--no-record` turns `enabled` off).
+    pub record: crate::record::RecordSettings,
     /// `--metrics-addr`: where `/metrics` is served (set from the command line).
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub triggers: Vec<Rule>,
@@ -599,6 +604,7 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
         })
         .collect();
     let alertmanager = crate::alertmanager::AlertmanagerSettings::from_file(&raw.alertmanager);
+    let record = crate::record::RecordSettings::from_file(raw.record, loc, errors);
 
     let mut warnings = Vec::new();
     let default_triggers = raw.triggers.is_empty();
@@ -627,6 +633,7 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
         hosts,
         prometheus,
         alertmanager,
+        record,
         metrics_addr: None,
         triggers,
         default_triggers,

@@ -433,6 +433,38 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
     }
 }
 
+/// The maximal-risk lines of host views that no engine holds (a recorded moment), by the
+/// rules of [`Engine::max_risk`]: fresh data only (host.up excepted), ties to the first host.
+pub fn max_risk_of(views: &[Arc<HostView>], now: SystemTime, interval: Duration) -> Vec<MaxRiskLine> {
+    let mut worst: [Option<(f64, usize, u32)>; METRICS] = [None; METRICS];
+    for (hi, view) in views.iter().enumerate() {
+        let fresh = !view.is_stale(now, interval);
+        for (m, &(idx, value)) in worst_of(view).iter().enumerate() {
+            if idx == u32::MAX || (!fresh && CATALOGUE[m].metric != Metric::HostUp) {
+                continue;
+            }
+            let slot = &mut worst[m];
+            match slot {
+                Some((v, _, _)) if !CATALOGUE[m].metric.is_worse(value, *v) => {}
+                _ => *slot = Some((value, hi, idx)),
+            }
+        }
+    }
+    worst
+        .into_iter()
+        .flatten()
+        .filter_map(|(value, hi, idx)| {
+            let r = views[hi].reading(idx as usize)?;
+            Some(MaxRiskLine {
+                metric: r.metric,
+                host: views[hi].name.clone(),
+                instance: r.instance.clone(),
+                value,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
