@@ -446,16 +446,20 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
 /// The maximal-risk lines of host views that no engine holds (a recorded moment), by the
 /// rules of [`Engine::max_risk`]: fresh data only (host.up excepted), ties to the first host.
 pub fn max_risk_of(views: &[Arc<HostView>], now: SystemTime, interval: Duration) -> Vec<MaxRiskLine> {
-    let mut worst: [Option<(f64, usize, u32)>; METRICS] = [None; METRICS];
+    let mut worst: Vec<Option<(f64, usize, u32)>> = Vec::new();
+    let risks: Vec<Risk> = Metric::all().iter().map(|m| m.risk).collect();
     for (hi, view) in views.iter().enumerate() {
         let fresh = !view.is_stale(now, interval);
         for (m, &(idx, value)) in worst_of(view).iter().enumerate() {
-            if idx == u32::MAX || (!fresh && CATALOGUE[m].metric != Metric::HostUp) {
+            if idx == u32::MAX || (!fresh && m != Metric::HostUp.index()) {
                 continue;
+            }
+            if m >= worst.len() {
+                worst.resize(m + 1, None);
             }
             let slot = &mut worst[m];
             match slot {
-                Some((v, _, _)) if !CATALOGUE[m].metric.is_worse(value, *v) => {}
+                Some((v, _, _)) if !risks.get(m).is_some_and(|r| r.is_worse(value, *v)) => {}
                 _ => *slot = Some((value, hi, idx)),
             }
         }

@@ -20,7 +20,9 @@ use serde::{Deserialize, Serialize};
 
 use super::codec::{Cursor, Malformed, Prev, get_value, put_bytes, put_ivar, put_uvar, put_value, scale_of};
 use crate::config::Via;
-use crate::model::{HostName, HostStatus, Metric, ProcessDetail, Reading, Source, empty_instance};
+use crate::model::{
+    HostName, HostStatus, Metric, NewMetric, ProcessDetail, Reading, Risk, Source, empty_instance,
+};
 use crate::snapshot::{HostView, Snapshot};
 use crate::store::HostHistory;
 use crate::triggers::rule::Severity;
@@ -57,10 +59,22 @@ fn index_of<T: PartialEq>(all: &[T], v: &T) -> u8 {
     all.iter().position(|x| x == v).unwrap_or(0) as u8
 }
 
-/// A metric by its recorded name (None for a name this build does not know).
-pub fn metric_by_name(name: &str) -> Option<Metric> {
-    name.parse().ok()
+/// A metric by its recorded name. A name this process does not know (a check metric of
+/// the recording process, replayed elsewhere) is registered, with the recorded risk.
+pub fn metric_by_name(name: &str, risk: Risk) -> Option<Metric> {
+    Metric::by_name(name).or_else(|| {
+        Metric::register(NewMetric {
+            name: name.to_string(),
+            unit: crate::model::Unit::Custom(""),
+            instance: "",
+            risk,
+            description: "recorded check metric".to_string(),
+        })
+        .ok()
+    })
 }
+
+const RISKS: [Risk; 3] = [Risk::None, Risk::Higher, Risk::Lower];
 
 /// A trigger line as recorded (JSON inside the block: a list changes rarely and is small).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,7 +123,7 @@ impl RecTrigger {
             name: self.name.clone(),
             state: *TRIGGER_STATES.iter().find(|s| s.as_str() == self.state)?,
             severity: *SEVERITIES.iter().find(|s| s.as_str() == self.severity)?,
-            metric: metric_by_name(&self.metric)?,
+            metric: metric_by_name(&self.metric, Risk::None)?,
             host: self.host.clone(),
             instance: self.instance.clone(),
             value: self.value,
@@ -236,6 +250,7 @@ impl Encoder {
         put_uvar(&mut self.new_series, u64::from(i));
         self.new_series.push(index_of(&SOURCES, &source));
         put_uvar(&mut self.new_series, u64::from(scale));
+        self.new_series.push(index_of(&RISKS, &r.metric.risk()));
         self.new_series_n += 1;
         self.series.insert(key, id);
         self.series_scale.push(scale);
@@ -522,7 +537,8 @@ impl Decoder {
             let i = c.uvar()?;
             let source = *SOURCES.get(c.u8()? as usize).ok_or(Malformed("bad source"))?;
             let scale = c.uvar()?.clamp(1, 1_000_000_000) as u32;
-            let metric = metric_by_name(self.string(m)?);
+            let risk = *RISKS.get(c.u8()? as usize).ok_or(Malformed("bad risk"))?;
+            let metric = metric_by_name(self.string(m)?, risk);
             let instance = self.string(i)?.clone();
             let instance = if instance.is_empty() {
                 empty_instance()

@@ -95,13 +95,16 @@ impl<'a> Cursor<'a> {
 }
 
 /// How many steps per unit a value of this unit is stored with: 100 for percentages (0.01 %),
-/// 1000 for loads and milliseconds (1 µs), 1 for bytes, counts, seconds and rates. The
+/// 1000 for loads, milliseconds (1 µs) and check metrics, 1 for bytes, counts, seconds and
+/// rates. The
 /// dashboard shows a tenth of these steps at most; integers are always exact.
 pub fn scale_of(unit: Unit) -> u32 {
     match unit {
         Unit::Percent => 100,
         Unit::Load | Unit::Millis => 1000,
         Unit::Bool | Unit::Seconds | Unit::Bytes | Unit::BytesPerSec | Unit::Count => 1,
+        // A check's own unit: whole numbers exactly, anything else to 0.001.
+        Unit::Custom(_) => 1000,
     }
 }
 

@@ -62,6 +62,15 @@ async fn record_story(dir: &std::path::Path, steps: u32) -> Vec<Arc<Snapshot>> {
     let (ev_tx, ev_rx) = broadcast::channel(1024);
     let rec = Recorder::spawn(settings(dir), Duration::from_secs(1), snap_rx, ev_rx);
     let mut published = Vec::new();
+    // A check metric, registered at run time: recorded by name like the catalogue's.
+    let jobs = Metric::register(crate::model::NewMetric {
+        name: "check.story_jobs".into(),
+        unit: crate::model::Unit::Custom("jobs"),
+        instance: "",
+        risk: crate::model::Risk::Higher,
+        description: "jobs queued".into(),
+    })
+    .expect("registered");
     engine.apply(status("alpha", HostStatus::Up, None));
     engine.apply(status("beta", HostStatus::Up, None));
     for i in 0..steps {
@@ -91,6 +100,7 @@ async fn record_story(dir: &std::path::Path, steps: u32) -> Vec<Arc<Snapshot>> {
                 Reading::new(Metric::DiskUsedPct, "/", 55.25),
                 Reading::new(Metric::ProcCount, "httpd", procs.len() as f64),
                 Reading::host(Metric::MemTotal, 8e9),
+                Reading::host(jobs, f64::from(i) * 1.5),
             ],
             procs,
         ));
