@@ -317,7 +317,8 @@ impl Encoder {
         };
         let mut procs = Vec::new();
         if procs_changed {
-            self.encode_processes(&view.processes, &mut procs);
+            let before = self.hosts.get(&view.name).and_then(|h| h.processes.clone());
+            self.encode_processes(&view.processes, before.as_deref().map(Vec::as_slice), &mut procs);
         }
         let Some(h) = self.hosts.get_mut(&view.name) else {
             return;
@@ -361,7 +362,8 @@ impl Encoder {
             let scale = self.series_scale[id as usize];
             put_value(out, p, scale, self.lossless, r.value);
         }
-        self.samples += h.layout.len() as u64 + 1;
+        // A process's five numbers (cpu, mem, rss, vms, shared) are values of the moment too.
+        self.samples += h.layout.len() as u64 + 5 * view.processes.len() as u64;
         if procs_changed {
             out.push(1);
             out.extend_from_slice(&procs);
@@ -376,9 +378,40 @@ impl Encoder {
         self.layout = layout;
     }
 
-    fn encode_processes(&mut self, procs: &[ProcessDetail], out: &mut Vec<u8>) {
+    /// A process list: each process either new (all its fields) or the same process as
+    /// one of the host's previous list (same pid, names and affinity), then only the
+    /// changes of its numbers.
+    fn encode_processes(
+        &mut self,
+        procs: &[ProcessDetail],
+        before: Option<&[ProcessDetail]>,
+        out: &mut Vec<u8>,
+    ) {
         put_uvar(out, procs.len() as u64);
-        for p in procs {
+        let before = before.unwrap_or(&[]);
+        for (j, p) in procs.iter().enumerate() {
+            let same = |q: &ProcessDetail| {
+                q.pid == p.pid
+                    && q.watch == p.watch
+                    && q.name == p.name
+                    && q.cmdline == p.cmdline
+                    && q.cpu_affinity == p.cpu_affinity
+            };
+            let k = match before.get(j) {
+                Some(q) if same(q) => Some(j),
+                _ => before.iter().position(same),
+            };
+            if let Some(k) = k {
+                let q = &before[k];
+                put_uvar(out, k as u64 + 1);
+                put_value(out, &mut Prev::of(q.cpu_pct, 100), 100, self.lossless, p.cpu_pct);
+                put_value(out, &mut Prev::of(q.mem_pct, 100), 100, self.lossless, p.mem_pct);
+                put_ivar(out, (p.rss_bytes as i64).wrapping_sub(q.rss_bytes as i64));
+                put_ivar(out, (p.vms_bytes as i64).wrapping_sub(q.vms_bytes as i64));
+                put_ivar(out, (p.shared_bytes as i64).wrapping_sub(q.shared_bytes as i64));
+                continue;
+            }
+            put_uvar(out, 0);
             let watch = self.sid(&p.watch);
             let name = self.sid(&p.name);
             let cmd = self.sid(&p.cmdline);
@@ -494,6 +527,8 @@ pub struct Decoder {
     pub history: Option<HistorySpec>,
     /// Whether a key block was applied (before one, nothing is known).
     pub started: bool,
+    /// Values decoded so far (for bytes-per-value figures).
+    pub values: u64,
 }
 
 impl Decoder {
@@ -662,9 +697,11 @@ impl Decoder {
             for ((v, p), &id) in h.values.iter_mut().zip(h.prev.iter_mut()).zip(&h.layout) {
                 *v = get_value(&mut r, p, self.series[id as usize].scale)?;
             }
+            self.values += h.layout.len() as u64;
             if r.u8()? == 1 {
-                h.processes = Arc::new(decode_processes(&mut r, &self.strings)?);
+                h.processes = Arc::new(decode_processes(&mut r, &self.strings, &h.processes)?);
             }
+            self.values += 5 * h.processes.len() as u64;
             if history {
                 let spec_cap = self.history.as_ref().map_or(1, |s| s.cap);
                 let hist = h.history.get_or_insert_with(|| HostHistory::new(spec_cap));
@@ -762,7 +799,11 @@ impl HostRec {
     }
 }
 
-fn decode_processes(r: &mut Cursor, strings: &[Arc<str>]) -> Result<Vec<ProcessDetail>, Malformed> {
+fn decode_processes(
+    r: &mut Cursor,
+    strings: &[Arc<str>],
+    before: &[ProcessDetail],
+) -> Result<Vec<ProcessDetail>, Malformed> {
     let s = |id: u64| {
         strings
             .get(id as usize)
@@ -772,6 +813,24 @@ fn decode_processes(r: &mut Cursor, strings: &[Arc<str>]) -> Result<Vec<ProcessD
     let n = r.count()?;
     let mut out = Vec::with_capacity(n);
     for _ in 0..n {
+        let k = r.uvar()?;
+        if k > 0 {
+            let q = before.get(k as usize - 1).ok_or(Malformed("unknown process"))?;
+            let cpu_pct = get_value(r, &mut Prev::of(q.cpu_pct, 100), 100)?;
+            let mem_pct = get_value(r, &mut Prev::of(q.mem_pct, 100), 100)?;
+            let rss_bytes = (q.rss_bytes as i64).wrapping_add(r.ivar()?) as u64;
+            let vms_bytes = (q.vms_bytes as i64).wrapping_add(r.ivar()?) as u64;
+            let shared_bytes = (q.shared_bytes as i64).wrapping_add(r.ivar()?) as u64;
+            out.push(ProcessDetail {
+                cpu_pct,
+                mem_pct,
+                rss_bytes,
+                vms_bytes,
+                shared_bytes,
+                ..q.clone()
+            });
+            continue;
+        }
         let watch = s(r.uvar()?)?;
         let pid = r.uvar()? as u32;
         let name = s(r.uvar()?)?;

@@ -115,6 +115,14 @@ const INT_LIMIT: f64 = 9_007_199_254_740_992.0;
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Prev(pub i64);
 
+impl Prev {
+    /// The memory of a series whose previous value was `v` at `scale`.
+    pub fn of(v: f64, scale: u32) -> Prev {
+        let q = (v * f64::from(scale)).round();
+        Prev(if q.abs() < INT_LIMIT { q as i64 } else { 0 })
+    }
+}
+
 /// Writes one value of a series with `scale` steps per unit. `lossless` keeps values that
 /// are not whole steps exactly (their raw bits); otherwise they are rounded to a step.
 /// Tag bit 0: zigzag delta of the scaled integer; tag bit 1: the raw bits follow.

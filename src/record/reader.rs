@@ -264,6 +264,29 @@ impl Recording {
         }
     }
 
+    /// Reads every data block: (bytes of all segment files, values stored, data blocks
+    /// that could not be read). For the bytes-per-value figures of docs/record.md.
+    pub fn stats(&self) -> (u64, u64, usize) {
+        let (mut bytes, mut values, mut bad) = (0u64, 0u64, 0usize);
+        for seg in &self.segs {
+            let Ok(mut file) = File::open(&seg.path) else {
+                continue;
+            };
+            let len = file.metadata().map_or(0, |m| m.len());
+            bytes += len;
+            let mut d = Decoder::default();
+            for b in seg.index.blocks.iter().filter(|b| b.kind == Kind::Data) {
+                let ok = format::read_block_at(&mut file, b.offset, len).is_ok_and(|(_, payload)| {
+                    zstd::stream::decode_all(&payload[..])
+                        .is_ok_and(|raw| d.apply(b.is_key(), &raw, i64::MAX, true).is_ok())
+                });
+                bad += usize::from(!ok);
+            }
+            values += d.values;
+        }
+        (bytes, values, bad)
+    }
+
     /// The recorded events from `since` to `until` (inclusive), in time order, as the JSON
     /// lines the headless runner prints.
     pub fn events(&self, since: SystemTime, until: SystemTime) -> Vec<(SystemTime, String)> {

@@ -79,11 +79,12 @@ async fn record_story(dir: &std::path::Path, steps: u32) -> Vec<Arc<Snapshot>> {
         let procs = if (5..15).contains(&i) {
             vec![ProcessDetail {
                 watch: Arc::from("httpd"),
-                pid: 100 + i,
+                // One process that lives on (its numbers change), then a new one.
+                pid: if i < 10 { 100 } else { 200 },
                 name: Arc::from("httpd"),
-                cpu_pct: 1.5,
+                cpu_pct: 1.5 + f64::from(i) * 0.25,
                 mem_pct: 0.25,
-                rss_bytes: 1 << 20,
+                rss_bytes: (1 << 20) + u64::from(i) * 4096,
                 vms_bytes: 4 << 20,
                 shared_bytes: 1 << 19,
                 cpu_affinity: vec![0, 1],

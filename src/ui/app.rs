@@ -629,6 +629,10 @@ impl App {
                 if let Some(h) = self.selected_host() {
                     self.detail = Some(h.name.clone());
                     self.detail_scroll = 0;
+                    if let Some(t) = self.rewind.at {
+                        // Read the moment again with this host's whole history for its charts.
+                        self.effects.push(Effect::Seek(t));
+                    }
                 }
                 return;
             }

@@ -243,3 +243,106 @@ pub fn render_prompt(area: Rect, buf: &mut Buffer, app: &App) -> bool {
     .render(area, buf);
     true
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ui::demo::Fleet;
+    use crate::ui::keymap::Keymap;
+    use crate::ui::theme::Theme;
+
+    fn app() -> App {
+        let config = crate::config::parse("[general]\ninterval = \"2s\"\n", "t.toml", None).expect("config");
+        let snap = Arc::new(Fleet::warm(3, 4));
+        let now = snap.taken_at;
+        App::new(
+            &config,
+            Theme::load("default", false).expect("theme"),
+            Keymap::default(),
+            snap,
+            now,
+        )
+    }
+
+    fn press(app: &mut App, c: char) {
+        app.on_key(&KeyEvent::new(KeyCode::Char(c), KeyModifiers::NONE));
+    }
+
+    fn header(app: &mut App) -> String {
+        let mut t = ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 30)).expect("terminal");
+        t.draw(|f| crate::ui::draw::draw(f, app)).expect("draw");
+        let buf = t.backend().buffer();
+        (0..160).map(|x| buf[(x, 0)].symbol().to_string()).collect()
+    }
+
+    #[test]
+    fn keys_ask_for_moments_and_esc_returns_live() {
+        let mut a = app();
+        let live = a.latest().taken_at;
+        press(&mut a, '[');
+        match a.take_effects().as_slice() {
+            [Effect::Seek(t)] => assert_eq!(*t, live - Duration::from_secs(2)),
+            other => panic!("{other:?}"),
+        }
+        press(&mut a, ']');
+        assert!(a.take_effects().is_empty(), "nothing after live");
+        press(&mut a, '{');
+        assert!(matches!(a.take_effects().as_slice(), [Effect::Seek(t)] if *t == live - BIG_STEP));
+
+        // The event loop puts a recorded moment on screen.
+        let at = live - Duration::from_secs(3840);
+        let mut past = crate::snapshot::Snapshot::clone(a.latest());
+        past.taken_at = at;
+        past.hosts.truncate(1);
+        a.rewind.at = Some(at);
+        a.snap = Arc::new(past);
+        a.rebuild();
+        a.now = frame_now(&a, live);
+        assert!(header(&mut a).contains("REWIND"), "{}", header(&mut a));
+        // Live snapshots keep arriving underneath without replacing the moment.
+        a.set_snapshot(Arc::new(Fleet::warm(3, 5)));
+        assert_eq!(a.snap.hosts.len(), 1);
+        press(&mut a, ']');
+        assert!(
+            matches!(a.take_effects().as_slice(), [Effect::Seek(t)] if *t == at + Duration::from_secs(2))
+        );
+
+        // `t` and a typed time.
+        press(&mut a, 't');
+        // (Relative times count from the wall clock; the demo data lives in the past.)
+        let typed = humantime::format_rfc3339_seconds(live - Duration::from_secs(3600)).to_string();
+        for c in typed.chars() {
+            press(&mut a, c);
+        }
+        assert_eq!(a.rewind.prompt.as_deref(), Some(typed.as_str()));
+        a.on_key(&KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        assert!(
+            matches!(a.take_effects().as_slice(), [Effect::Seek(t)] if *t == live - Duration::from_secs(3600))
+        );
+        press(&mut a, 't');
+        for c in "soon".chars() {
+            press(&mut a, c);
+        }
+        a.on_key(&KeyEvent::new(KeyCode::Enter, KeyModifiers::NONE));
+        assert!(a.message.as_deref().is_some_and(|m| m.contains("is not a time")));
+
+        a.on_key(&KeyEvent::new(KeyCode::Esc, KeyModifiers::NONE));
+        assert!(!a.rewind.is_active());
+        assert_eq!(a.snap.hosts.len(), 3, "live again");
+        assert!(!header(&mut a).contains("REWIND"));
+    }
+
+    #[test]
+    fn seek_reports_a_missing_recording() {
+        let mut a = app();
+        a.rewind.dir = PathBuf::from("/nonexistent/lookout-recordings");
+        let t = a.latest().taken_at - Duration::from_secs(2);
+        seek(&mut a, t);
+        assert!(!a.rewind.is_active());
+        assert!(
+            a.message
+                .as_deref()
+                .is_some_and(|m| m.contains("cannot read the recording directory"))
+        );
+    }
+}
