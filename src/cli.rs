@@ -54,6 +54,9 @@ pub struct Common {
     /// Watch every concrete Host of the ssh config (blocks of wildcards only are skipped).
     #[arg(long, global = true)]
     pub all_ssh_hosts: bool,
+    /// Do not record this run to disk (see `[record]`).
+    #[arg(long, global = true)]
+    pub no_record: bool,
 }
 
 #[derive(Debug, Subcommand)]
@@ -78,8 +81,41 @@ pub enum Command {
         #[command(flatten)]
         targets: HostArgs,
         /// Print the state of the `lookout serve` on this socket instead of collecting.
-        #[arg(long, value_name = "PATH")]
+        #[arg(long, value_name = "PATH", conflicts_with = "at")]
         socket: Option<PathBuf>,
+        /// Print the recorded snapshot as of TIME instead of collecting
+        /// (`03:10`, `2026-12-01 03:10`, `-45m`, RFC 3339).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        at: Option<String>,
+        /// The recording to read (default: `[record] dir`).
+        #[arg(long, value_name = "DIR", requires = "at")]
+        record_dir: Option<PathBuf>,
+    },
+    /// Print the recorded trigger, action and host events of a time range.
+    Events {
+        /// From this time (`03:10`, `2026-12-01 03:10`, `-45m`, RFC 3339).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        since: String,
+        /// Up to this time (default: now).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        until: Option<String>,
+        /// One JSON object a line (the headless runner's form) instead of text.
+        #[arg(long)]
+        json: bool,
+        /// The recording to read (default: `[record] dir`).
+        #[arg(long, value_name = "DIR")]
+        record_dir: Option<PathBuf>,
+    },
+    /// Open a recording in the dashboard, with no network at all.
+    Replay {
+        /// The recording directory (default: `[record] dir`).
+        dir: Option<PathBuf>,
+        /// Start at this time (default: the start of the recording).
+        #[arg(long, value_name = "TIME", allow_hyphen_values = true)]
+        at: Option<String>,
+        /// Play at N times real speed (0 = paused).
+        #[arg(long, default_value_t = 1.0, value_name = "N")]
+        speed: f64,
     },
     /// Run the engine and triggers without a screen; every event as one JSON line on stdout.
     Run {

@@ -45,6 +45,9 @@ pub struct FileConfig {
     pub prometheus: Vec<crate::collectors::prometheus::PrometheusFile>,
     #[serde(default)]
     pub alertmanager: crate::alertmanager::AlertmanagerFile,
+    /// Recording to disk (docs/record.md).
+    #[serde(default)]
+    pub record: crate::record::RecordFile,
     #[serde(default, rename = "trigger")]
     pub triggers: Vec<Spanned<TriggerFile>>,
     /// Key bindings: action name -> key or list of keys (validated by the UI).
@@ -193,6 +196,8 @@ pub struct Config {
     pub hosts: Vec<HostConfig>,
     pub prometheus: Vec<crate::collectors::prometheus::PrometheusSource>,
     pub alertmanager: crate::alertmanager::AlertmanagerSettings,
+    /// `[record]` (`--no-record` turns `enabled` off).
+    pub record: crate::record::RecordSettings,
     /// `--metrics-addr`: where `/metrics` is served (set from the command line).
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub triggers: Vec<Rule>,
@@ -518,7 +523,9 @@ fn validate(
     let raw_ping = std::mem::take(&mut main.ping);
     let raw_alertmanager = std::mem::take(&mut main.alertmanager);
     let keys = std::mem::take(&mut main.keys);
+    let raw_record = std::mem::take(&mut main.record);
     let main_loc = files[0].locator();
+    let record = crate::record::RecordSettings::from_file(raw_record, &main_loc, errors);
     let interval = g.interval.unwrap_or(Duration::from_secs(2));
     if interval < Duration::from_millis(100) {
         errors.push(main_loc.error(0..0, "[general] interval must be at least 100ms"));
@@ -712,6 +719,7 @@ fn validate(
         hosts,
         prometheus,
         alertmanager,
+        record,
         metrics_addr: None,
         triggers,
         default_triggers,

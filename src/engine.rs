@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::clock::Clock;
 use crate::config::{Config, Via};
 use crate::event::{Event, EventKind};
-use crate::model::{HostName, HostStatus, Metric, Risk, Sample, Source, Update, sanitize};
+use crate::model::{CATALOGUE, HostName, HostStatus, Metric, Risk, Sample, Source, Update, sanitize};
 use crate::snapshot::{HostView, MaxRiskLine, Snapshot};
 use crate::store::{HostHistory, RateTracker};
 use crate::triggers::{Command, TriggerSet};
@@ -32,24 +32,38 @@ struct HostState {
 }
 
 const NONE: (u32, f64) = (u32::MAX, 0.0);
+const CATALOGUE_LEN: usize = CATALOGUE.len();
 
 /// The worst reading of each metric in a view; ties go to the instance reported first.
 fn worst_of(view: &HostView) -> Vec<(u32, f64)> {
     let mut worst = Vec::new();
+    fill_worst(view, &mut worst);
+    worst
+}
+
+/// [`worst_of`] into a kept vector: a host's is refilled on every sample, and a new one each
+/// time was an allocation per host per round.
+fn fill_worst(view: &HostView, worst: &mut Vec<(u32, f64)>) {
+    worst.clear();
+    worst.resize(CATALOGUE_LEN, NONE);
     for (i, r) in view.metrics().enumerate() {
-        if r.metric.risk() == Risk::None {
+        let m = r.metric.index();
+        let risk = if m < CATALOGUE_LEN {
+            CATALOGUE[m].risk
+        } else {
+            r.metric.risk()
+        };
+        if risk == Risk::None {
             continue;
         }
-        let m = r.metric.index();
         if m >= worst.len() {
             worst.resize(m + 1, NONE);
         }
         let slot = &mut worst[m];
-        if slot.0 == u32::MAX || r.metric.is_worse(r.value, slot.1) {
+        if slot.0 == u32::MAX || risk.is_worse(r.value, slot.1) {
             *slot = (i as u32, r.value);
         }
     }
-    worst
 }
 
 impl HostState {
@@ -237,7 +251,7 @@ impl Engine {
         let mut view = HostView::clone(&h.view);
         edit(&mut view);
         view.up.value = if view.status == HostStatus::Up { 1.0 } else { 0.0 };
-        h.worst = worst_of(&view);
+        fill_worst(&view, &mut h.worst);
         h.view = Arc::new(view);
         self.dirty = true;
         self.max_risk = None;
@@ -441,6 +455,42 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
         Some(at) => tokio::time::sleep_until(at).await,
         None => std::future::pending().await,
     }
+}
+
+/// The maximal-risk lines of host views that no engine holds (a recorded moment), by the
+/// rules of [`Engine::max_risk`]: fresh data only (host.up excepted), ties to the first host.
+pub fn max_risk_of(views: &[Arc<HostView>], now: SystemTime, interval: Duration) -> Vec<MaxRiskLine> {
+    let mut worst: Vec<Option<(f64, usize, u32)>> = Vec::new();
+    let risks: Vec<Risk> = Metric::all().iter().map(|m| m.risk).collect();
+    for (hi, view) in views.iter().enumerate() {
+        let fresh = !view.is_stale(now, interval);
+        for (m, &(idx, value)) in worst_of(view).iter().enumerate() {
+            if idx == u32::MAX || (!fresh && m != Metric::HostUp.index()) {
+                continue;
+            }
+            if m >= worst.len() {
+                worst.resize(m + 1, None);
+            }
+            let slot = &mut worst[m];
+            match slot {
+                Some((v, _, _)) if !risks.get(m).is_some_and(|r| r.is_worse(value, *v)) => {}
+                _ => *slot = Some((value, hi, idx)),
+            }
+        }
+    }
+    worst
+        .into_iter()
+        .flatten()
+        .filter_map(|(value, hi, idx)| {
+            let r = views[hi].reading(idx as usize)?;
+            Some(MaxRiskLine {
+                metric: r.metric,
+                host: views[hi].name.clone(),
+                instance: r.instance.clone(),
+                value,
+            })
+        })
+        .collect()
 }
 
 #[cfg(test)]

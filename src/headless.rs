@@ -27,8 +27,11 @@ pub async fn run(config: Arc<Config>, duration: Option<Duration>, mut out: impl 
     let mut sigterm = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let hosts = config.hosts.len();
     let triggers = config.triggers.len();
-    let mut running = crate::runtime::start(config);
+    let mut running = crate::runtime::start(config.clone());
     let mut events = running.subscribe_from_start();
+    let recorder = crate::record::start(&config, &running);
+    let mut rec_watch = tokio::time::interval(Duration::from_secs(1));
+    let mut rec_failure: Option<String> = None;
     let started = Event::new(SystemTime::now(), EventKind::Started { hosts, triggers });
     if emit(&mut out, &started).is_err() {
         return Ok(());
@@ -45,6 +48,17 @@ pub async fn run(config: Arc<Config>, duration: Option<Duration>, mut out: impl 
             _ = sigint.recv() => break "SIGINT".to_string(),
             _ = sigterm.recv() => break "SIGTERM".to_string(),
             () = &mut deadline => break "duration reached".to_string(),
+            _ = rec_watch.tick(), if recorder.is_some() => {
+                // stdout carries events only: a recording failure is told on stderr.
+                let now = recorder.as_ref().and_then(|r| r.status.failure());
+                if now != rec_failure {
+                    match &now {
+                        Some(e) => eprintln!("lookout: recording stopped: {e}"),
+                        None => eprintln!("lookout: recording again"),
+                    }
+                    rec_failure = now;
+                }
+            }
             e = events.recv() => match e {
                 Ok(e) => if emit(&mut out, &e).is_err() { return Ok(()) },
                 Err(broadcast::error::RecvError::Lagged(n)) => {
@@ -76,6 +90,9 @@ pub async fn run(config: Arc<Config>, duration: Option<Duration>, mut out: impl 
         if emit(&mut out, &e).is_err() {
             return Ok(());
         }
+    }
+    if let Some(r) = recorder {
+        let _ = tokio::task::spawn_blocking(move || r.stop()).await;
     }
     running.engine.abort();
     let _ = emit(

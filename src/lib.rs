@@ -16,6 +16,7 @@ pub mod fleet;
 pub mod format;
 pub mod headless;
 pub mod model;
+pub mod record;
 pub mod resolution;
 pub mod runtime;
 pub mod serve;

@@ -61,6 +61,9 @@ fn main() -> ExitCode {
         }
         config.metrics_addr = Some(addr);
     }
+    if cli.common.no_record {
+        config.record.enabled = false;
+    }
     let runtime = match lookout::runtime::tokio_runtime() {
         Ok(r) => r,
         Err(e) => {
@@ -71,7 +74,40 @@ fn main() -> ExitCode {
     let config = Arc::new(config);
     let result = runtime.block_on(async move {
         match cli.command {
-            Some(Command::Snapshot { rounds, json, socket, .. }) => {
+            Some(Command::Snapshot {
+                at: Some(at),
+                record_dir,
+                json,
+                ..
+            }) => {
+                let dir = record_dir.unwrap_or_else(|| config.record.dir.clone());
+                lookout::record::query::snapshot_at(&dir, &at, json, &mut std::io::stdout().lock())?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Events {
+                since,
+                until,
+                json,
+                record_dir,
+            }) => {
+                let dir = record_dir.unwrap_or_else(|| config.record.dir.clone());
+                lookout::record::query::events(
+                    &dir,
+                    &since,
+                    until.as_deref(),
+                    json,
+                    &mut std::io::stdout().lock(),
+                )?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Replay { dir, at, speed }) => {
+                let dir = dir.unwrap_or_else(|| config.record.dir.clone());
+                lookout::ui::replay::run(config, cli.theme.as_deref(), &dir, at.as_deref(), speed).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Snapshot {
+                rounds, json, socket, ..
+            }) => {
                 let snap = match socket {
                     Some(path) => lookout::serve::client::fetch_snapshot(&Target::Socket(path)).await?,
                     None => commands::collect_snapshot(config, rounds).await,

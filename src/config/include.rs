@@ -122,7 +122,7 @@ impl Gatherer<'_> {
             .to_string();
         for (key, span) in misplaced {
             let what = match key.as_str() {
-                "general" | "ssh" | "ping" | "alertmanager" | "keys" => format!("[{key}]"),
+                "general" | "ssh" | "ping" | "alertmanager" | "record" | "keys" => format!("[{key}]"),
                 other => format!("`{other}`"),
             };
             self.errors.push(loc.error(

@@ -137,7 +137,9 @@ mod tests {
     #[serde(deny_unknown_fields)]
     struct Item {
         name: String,
+        // Only deserialized: the test is about the errors a wrong value gives.
         #[serde(default)]
+        #[allow(dead_code)]
         n: u32,
     }
 

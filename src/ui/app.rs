@@ -121,6 +121,8 @@ pub enum Effect {
     Reconnect(HostName),
     /// Ring the terminal bell (a trigger with `bell` started firing).
     Bell,
+    /// Show the recorded moment (rewind).
+    Seek(SystemTime),
 }
 
 /// Where each panel was drawn last, for mouse clicks and scrolling.
@@ -140,6 +142,8 @@ pub struct App {
     pub snap: Arc<Snapshot>,
     latest: Arc<Snapshot>,
     pub paused: bool,
+    /// Rewind state: the recorded moment on screen, the time prompt (`ui::rewind`).
+    pub rewind: super::rewind::Rewind,
     /// The time drawing uses for ages and countdowns.
     pub now: SystemTime,
     /// The host whose detail view is open.
@@ -189,6 +193,7 @@ impl App {
             latest: snap.clone(),
             snap,
             paused: false,
+            rewind: super::rewind::Rewind::new(config),
             now,
             detail: None,
             overlay: Overlay::None,
@@ -236,11 +241,16 @@ impl App {
         self.effects.retain(|e| !matches!(e, Effect::Bell));
     }
 
+    /// The newest snapshot from the engine (on screen unless paused or rewound).
+    pub fn latest(&self) -> &Arc<Snapshot> {
+        &self.latest
+    }
+
     /// A new snapshot from the engine.
     pub fn set_snapshot(&mut self, snap: Arc<Snapshot>) {
         self.latest = snap;
         self.note_firing();
-        if !self.paused {
+        if !self.paused && !self.rewind.is_active() {
             self.snap = self.latest.clone();
             self.rebuild();
         }
@@ -379,6 +389,9 @@ impl App {
             return true;
         }
         if self.filter_editing && self.filter_key(key) {
+            return true;
+        }
+        if super::rewind::prompt_key(self, key) {
             return true;
         }
         let action = self.keymap.action(key);
@@ -524,7 +537,9 @@ impl App {
             Action::NextPanel | Action::PrevPanel => {}
             Action::Open => self.open(),
             Action::Back => {
-                if self.detail.is_some() {
+                if self.rewind.is_active() {
+                    super::rewind::go_live(self);
+                } else if self.detail.is_some() {
                     self.detail = None;
                     self.detail_scroll = 0;
                 } else if !self.filter.is_empty() {
@@ -598,6 +613,11 @@ impl App {
                     self.rebuild();
                 }
             }
+            Action::RewindBack
+            | Action::RewindForward
+            | Action::RewindBack5m
+            | Action::RewindForward5m
+            | Action::RewindTo => super::rewind::act(self, action),
             Action::Help => self.overlay = Overlay::Help,
             Action::Quit => self.effects.push(Effect::Quit),
         }
@@ -612,6 +632,10 @@ impl App {
                 if let Some(h) = self.selected_host() {
                     self.detail = Some(h.name.clone());
                     self.detail_scroll = 0;
+                    if let Some(t) = self.rewind.at {
+                        // Read the moment again with this host's whole history for its charts.
+                        self.effects.push(Effect::Seek(t));
+                    }
                 }
                 return;
             }

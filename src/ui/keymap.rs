@@ -41,7 +41,7 @@ actions! {
     NextPanel = "next_panel", "next panel", ["tab"];
     PrevPanel = "prev_panel", "previous panel", ["backtab"];
     Open = "open", "host detail / jump to host", ["enter"];
-    Back = "back", "back / close / clear filter", ["esc"];
+    Back = "back", "back / close / clear filter / live", ["esc"];
     Filter = "filter", "filter hosts (live substring)", ["/"];
     Sort = "sort", "sort by the next column", ["s"];
     SortReverse = "sort_reverse", "reverse the sort", ["S"];
@@ -50,6 +50,11 @@ actions! {
     Reconnect = "reconnect", "reconnect the selected host", ["r"];
     Log = "log", "show / hide the event log", ["l"];
     Pause = "pause", "pause / resume the display", ["p"];
+    RewindBack = "rewind_back", "rewind one interval (from the recording)", ["["];
+    RewindForward = "rewind_forward", "one interval forward while rewound", ["]"];
+    RewindBack5m = "rewind_back_5m", "rewind five minutes", ["{"];
+    RewindForward5m = "rewind_forward_5m", "five minutes forward while rewound", ["}"];
+    RewindTo = "rewind_to", "rewind to a typed time (Esc: back to live)", ["t"];
     Help = "help", "this help", ["?", "f1"];
     Quit = "quit", "quit", ["q"];
 }

@@ -15,6 +15,8 @@ pub mod keymap;
 pub mod log;
 pub mod maxrisk;
 pub mod overview;
+pub mod replay;
+pub mod rewind;
 pub mod selfstat;
 pub mod status;
 pub mod theme;
@@ -89,8 +91,13 @@ pub async fn run(config: Arc<Config>, theme: Option<&str>) -> anyhow::Result<()>
         config.path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default()
     );
     let running = crate::runtime::start(config.clone());
+    let recorder = crate::record::start(&config, &running);
     let feeds = Feeds::from_running(&running);
-    run_with(&config, theme, keymap, feeds).await
+    let result = run_with(&config, theme, keymap, feeds).await;
+    if let Some(r) = recorder {
+        let _ = tokio::task::spawn_blocking(move || r.stop()).await;
+    }
+    result
 }
 
 /// `lookout attach`: the dashboard over the state of a `lookout serve`.
@@ -188,7 +195,7 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
 
     loop {
         if dirty {
-            app.now = SystemTime::now();
+            app.now = rewind::frame_now(&app, SystemTime::now());
             terminal.draw(|f| draw::draw(f, &mut app))?;
             dirty = false;
         }
@@ -254,6 +261,10 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
                 }
                 Effect::Reconnect(h) => {
                     let _ = feeds.reconnect.send(h);
+                }
+                Effect::Seek(t) => {
+                    rewind::seek(&mut app, t);
+                    dirty = true;
                 }
                 Effect::Bell => {
                     let w = terminal.backend_mut();

@@ -115,6 +115,7 @@ pub fn render_status(area: Rect, buf: &mut Buffer, app: &App) {
         let x = area.right().saturating_sub(label.len() as u16 + 1);
         buf.set_string(x, area.y, label, t.paused);
     }
+    super::rewind::render_marker(area, buf, app);
 }
 
 pub fn render_hint(area: Rect, buf: &mut Buffer, app: &App) {
@@ -132,6 +133,9 @@ pub fn render_hint(area: Rect, buf: &mut Buffer, app: &App) {
             Span::styled(" clear", t.hint),
         ]);
         line.render(area, buf);
+        return;
+    }
+    if super::rewind::render_prompt(area, buf, app) {
         return;
     }
     if let Some(m) = &app.message {
