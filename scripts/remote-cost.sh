@@ -72,6 +72,10 @@ else
     echo "building the build before ($before_rev, $(git rev-parse --short "$before_rev"))..." >&2
     mkdir "$dir/before"
     git archive "$before_rev" | tar -x -C "$dir/before"
+    # git archive keeps the commit's mtimes, and cargo decides freshness by mtime (and names
+    # the artifacts of both trees alike): in a shared target dir, older sources would be
+    # taken for built already
+    find "$dir/before" -name '*.rs' -exec touch {} +
     (cd "$dir/before" && CARGO_TARGET_DIR=${BEFORE_TARGET:-$dir/before/target} \
         cargo build -q --bin lookout)
     cp "${BEFORE_TARGET:-$dir/before/target}/debug/lookout" "$dir/lookout-before"
@@ -81,6 +85,8 @@ if [ -n "${AFTER_BIN:-}" ]; then
     after=$AFTER_BIN
 else
     echo "building this tree ($(git rev-parse --short HEAD)$(git diff --quiet HEAD || echo +changes))..." >&2
+    # the same for this tree after the build before went to a shared target dir
+    [ -z "${BEFORE_TARGET:-}" ] || find "$root/src" "$root/benches" "$root/examples" -name '*.rs' -exec touch {} +
     cargo build -q --bin lookout
     cp "${CARGO_TARGET_DIR:-$root/target}/debug/lookout" "$dir/lookout-after"
     after="$dir/lookout-after"
