@@ -14,7 +14,7 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::clock::Clock;
 use crate::config::{Config, Via};
 use crate::event::{Event, EventKind};
-use crate::model::{CATALOGUE, HostName, HostStatus, Metric, Risk, Sample, Source, Update, sanitize};
+use crate::model::{HostName, HostStatus, Metric, Risk, Sample, Source, Update, sanitize};
 use crate::snapshot::{HostView, MaxRiskLine, Snapshot};
 use crate::store::{HostHistory, RateTracker};
 use crate::triggers::{Command, TriggerSet};
@@ -26,20 +26,25 @@ struct HostState {
     /// `view.metrics()`, value), [`NONE`] where it has none. Kept at ingest, so the
     /// max-risk lines compare a few dozen inline values per host instead of walking every
     /// reading of every host on each flush.
-    worst: [(u32, f64); METRICS],
+    /// Indexed by [`Metric::index`]; shorter than the registry when later metrics were
+    /// registered after the host's last sample (the missing ones are [`NONE`]).
+    worst: Vec<(u32, f64)>,
 }
 
-const METRICS: usize = CATALOGUE.len();
 const NONE: (u32, f64) = (u32::MAX, 0.0);
 
 /// The worst reading of each metric in a view; ties go to the instance reported first.
-fn worst_of(view: &HostView) -> [(u32, f64); METRICS] {
-    let mut worst = [NONE; METRICS];
+fn worst_of(view: &HostView) -> Vec<(u32, f64)> {
+    let mut worst = Vec::new();
     for (i, r) in view.metrics().enumerate() {
         if r.metric.risk() == Risk::None {
             continue;
         }
-        let slot = &mut worst[r.metric as usize];
+        let m = r.metric.index();
+        if m >= worst.len() {
+            worst.resize(m + 1, NONE);
+        }
+        let slot = &mut worst[m];
         if slot.0 == u32::MAX || r.metric.is_worse(r.value, slot.1) {
             *slot = (i as u32, r.value);
         }
@@ -270,17 +275,22 @@ impl Engine {
     pub fn max_risk(&self, now: SystemTime) -> Vec<MaxRiskLine> {
         let interval = self.config.general.interval;
         // (value, host, index of the reading in the host's metrics)
-        let mut worst: [Option<(f64, usize, u32)>; METRICS] = [None; METRICS];
+        let mut worst: Vec<Option<(f64, usize, u32)>> = Vec::new();
+        // Read once: a registered metric's row sits behind the registry's lock.
+        let risks: Vec<Risk> = Metric::all().iter().map(|m| m.risk).collect();
         for (hi, h) in self.hosts.iter().enumerate() {
             let fresh = !h.view.is_stale(now, interval);
             for (m, &(idx, value)) in h.worst.iter().enumerate() {
                 // Only host.up speaks for a host whose data is stale.
-                if idx == u32::MAX || (!fresh && m != Metric::HostUp as usize) {
+                if idx == u32::MAX || (!fresh && m != Metric::HostUp.index()) {
                     continue;
+                }
+                if m >= worst.len() {
+                    worst.resize(m + 1, None);
                 }
                 let slot = &mut worst[m];
                 match slot {
-                    Some((v, _, _)) if !CATALOGUE[m].metric.is_worse(value, *v) => {}
+                    Some((v, _, _)) if !risks.get(m).is_some_and(|r| r.is_worse(value, *v)) => {}
                     _ => *slot = Some((value, hi, idx)),
                 }
             }

@@ -28,7 +28,7 @@ use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
-use crate::model::{CATALOGUE, HostStatus, Metric};
+use crate::model::{HostStatus, Metric};
 use crate::snapshot::Snapshot;
 
 /// The exported name of a catalogue metric: `lookout_` + the name with dots as underscores.
@@ -63,7 +63,7 @@ impl Collector for SnapshotCollector {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let snap = &self.0;
         let now = SystemTime::now();
-        for info in CATALOGUE {
+        for info in Metric::all() {
             let name = series_name(info.metric);
             let help = format!("{} ({})", info.description, info.name);
             let series = snap.hosts.iter().flat_map(|h| {

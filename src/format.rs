@@ -35,6 +35,27 @@ pub fn value(unit: Unit, v: f64) -> String {
         Unit::Bytes => bytes(v),
         Unit::BytesPerSec => format!("{}/s", bytes(v)),
         Unit::Count => format!("{v:.0}"),
+        Unit::Custom(label) => {
+            let n = number(v);
+            if label.is_empty() {
+                n
+            } else {
+                format!("{n} {label}")
+            }
+        }
+    }
+}
+
+/// A plain number as short as it can be read: integers without decimals, others with up
+/// to three significant decimals (a check's value can be anything from 0.004 to 1e12).
+pub fn number(v: f64) -> String {
+    if v.fract() == 0.0 && v.abs() < 1e15 {
+        format!("{v:.0}")
+    } else if v.abs() >= 100.0 {
+        format!("{v:.1}")
+    } else {
+        let s = format!("{v:.3}");
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
     }
 }
 
@@ -64,5 +85,8 @@ mod tests {
         assert_eq!(bytes(310.0 * 1024.0), "310K");
         assert_eq!(value(Unit::Percent, 91.26), "91.3%");
         assert_eq!(duration_secs(3725.0), "1h2m");
+        assert_eq!(value(Unit::Custom("jobs"), 42.0), "42 jobs");
+        assert_eq!(value(Unit::Custom(""), 0.0125), "0.013");
+        assert_eq!(value(Unit::Custom(""), 1234.56), "1234.6");
     }
 }

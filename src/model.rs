@@ -22,6 +22,17 @@ pub enum Risk {
     None,
 }
 
+impl Risk {
+    /// Whether `a` is worse than `b` for a metric of this risk.
+    pub fn is_worse(self, a: f64, b: f64) -> bool {
+        match self {
+            Risk::Higher => a > b,
+            Risk::Lower => a < b,
+            Risk::None => false,
+        }
+    }
+}
+
 /// Whether a value is a level (gauge) or an ever-growing counter.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {
@@ -29,7 +40,8 @@ pub enum Kind {
     Counter,
 }
 
-/// One row of the metric catalogue (DESIGN.md, "Metric catalogue").
+/// One row of the metric registry: the built-in catalogue (DESIGN.md, "Metric catalogue")
+/// first, then the metrics registered at run time (checks' `check.<name>`).
 #[derive(Debug)]
 pub struct MetricInfo {
     pub metric: Metric,
@@ -58,15 +70,32 @@ pub enum Unit {
     Bytes,
     BytesPerSec,
     Count,
+    /// A plain number shown with a unit the user named (a check's `unit = "jobs"`); empty
+    /// for none.
+    Custom(&'static str),
 }
+
+/// A metric: an interned id into the registry. The built-in catalogue takes the first ids
+/// (one associated constant each, so `Metric::CpuUsage` reads like the enum it replaced);
+/// metrics registered at run time follow. Everything downstream (store, max-risk, triggers,
+/// UI, JSON, export) goes through [`Metric::info`], so a registered metric is treated exactly
+/// like a built-in one. The string names are the public contract (config, JSON).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Metric(u16);
 
 macro_rules! catalogue {
     ($( $variant:ident = $name:literal, $unit:ident, $inst:literal, $risk:ident, $kind:ident, $rate:expr, $hist:literal, $desc:literal; )*) => {
-        /// A metric of the catalogue. The string names are the public contract (config, JSON).
-        #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
-        pub enum Metric { $($variant),* }
+        /// The built-in metrics' ids, in catalogue order.
+        #[allow(clippy::enum_variant_names)]
+        #[repr(u16)]
+        enum Builtin { $($variant),* }
 
-        /// Every metric, in catalogue order (the order the maximal-risk panel uses).
+        #[allow(non_upper_case_globals)]
+        impl Metric {
+            $(pub const $variant: Metric = Metric(Builtin::$variant as u16);)*
+        }
+
+        /// The built-in metrics, in catalogue order (the order the maximal-risk panel uses).
         pub const CATALOGUE: &[MetricInfo] = &[
             $(MetricInfo {
                 metric: Metric::$variant,
@@ -124,9 +153,95 @@ catalogue! {
     PingLoss = "ping.loss_pct", Percent, "", Higher, Gauge, None, false, "% of probes lost over the ping window";
 }
 
+/// Metrics registered at run time, after the catalogue: `Metric(CATALOGUE.len() + i)` is
+/// `REGISTERED[i]`. Entries are leaked: there is one per distinct name ever registered
+/// (bounded by the configured checks), and `&'static` lets every reader use them freely.
+static REGISTERED: std::sync::RwLock<Vec<&'static MetricInfo>> = std::sync::RwLock::new(Vec::new());
+
+/// What [`Metric::register`] needs to know of a new metric.
+#[derive(Debug, Clone)]
+pub struct NewMetric {
+    pub name: String,
+    pub unit: Unit,
+    pub instance: &'static str,
+    pub risk: Risk,
+    pub description: String,
+}
+
+fn registered() -> std::sync::RwLockReadGuard<'static, Vec<&'static MetricInfo>> {
+    REGISTERED
+        .read()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 impl Metric {
+    /// Position in the registry: a dense index for per-metric arrays.
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+
+    /// How many metrics exist now (built-in and registered): per-metric arrays sized by it
+    /// must still check bounds, as more may be registered later (a config reload).
+    pub fn count() -> usize {
+        CATALOGUE.len() + registered().len()
+    }
+
+    /// Every metric's row: the catalogue first, then registered metrics in the order they
+    /// were registered.
+    pub fn all() -> Vec<&'static MetricInfo> {
+        CATALOGUE.iter().chain(registered().iter().copied()).collect()
+    }
+
+    /// Registers a metric by name, or returns the one of that name already registered (a
+    /// reload registers the same checks again). A name of the built-in catalogue, or a
+    /// registered name with another unit, instance or risk, is an error.
+    pub fn register(new: NewMetric) -> Result<Metric, String> {
+        if CATALOGUE.iter().any(|m| m.name == new.name) {
+            return Err(format!("`{}` is a built-in metric", new.name));
+        }
+        let mut all = REGISTERED
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(m) = all.iter().find(|m| m.name == new.name) {
+            // A changed unit or risk on reload takes effect on the next start only: the
+            // entry is shared by every reader, so it is never rewritten.
+            return Ok(m.metric);
+        }
+        let id = CATALOGUE.len() + all.len();
+        let id = u16::try_from(id).map_err(|_| "too many metrics".to_string())?;
+        let metric = Metric(id);
+        let info: &'static MetricInfo = Box::leak(Box::new(MetricInfo {
+            metric,
+            name: Box::leak(new.name.into_boxed_str()),
+            unit: new.unit,
+            instance: new.instance,
+            risk: new.risk,
+            kind: Kind::Gauge,
+            rate: None,
+            history: false,
+            description: Box::leak(new.description.into_boxed_str()),
+        }));
+        all.push(info);
+        Ok(metric)
+    }
+
+    /// The registered metric of this name (built-in or registered at run time).
+    pub fn by_name(name: &str) -> Option<Metric> {
+        CATALOGUE
+            .iter()
+            .find(|m| m.name == name)
+            .or_else(|| registered().iter().copied().find(|m| m.name == name))
+            .map(|m| m.metric)
+    }
+
     pub fn info(self) -> &'static MetricInfo {
-        &CATALOGUE[self as usize]
+        let i = self.index();
+        match CATALOGUE.get(i) {
+            Some(info) => info,
+            // Ids are only made by the catalogue and by `register`, so every id past the
+            // catalogue has its entry.
+            None => registered()[i - CATALOGUE.len()],
+        }
     }
     pub fn name(self) -> &'static str {
         self.info().name
@@ -136,15 +251,17 @@ impl Metric {
     }
     /// Whether `a` is worse than `b` for this metric.
     pub fn is_worse(self, a: f64, b: f64) -> bool {
-        match self.risk() {
-            Risk::Higher => a > b,
-            Risk::Lower => a < b,
-            Risk::None => false,
-        }
+        self.risk().is_worse(a, b)
     }
-    /// The catalogue name closest to `name`, for "did you mean" hints.
+    /// The registered name closest to `name`, for "did you mean" hints.
     pub fn nearest(name: &str) -> &'static str {
-        crate::suggest::nearest(name, CATALOGUE.iter().map(|m| m.name)).unwrap_or("cpu.usage_pct")
+        crate::suggest::nearest(name, Metric::all().into_iter().map(|m| m.name)).unwrap_or("cpu.usage_pct")
+    }
+}
+
+impl fmt::Debug for Metric {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Metric({})", self.name())
     }
 }
 
@@ -157,10 +274,7 @@ impl fmt::Display for Metric {
 impl FromStr for Metric {
     type Err = String;
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        CATALOGUE
-            .iter()
-            .find(|m| m.name == s)
-            .map(|m| m.metric)
+        Metric::by_name(s)
             .ok_or_else(|| format!("unknown metric `{s}` — did you mean `{}`?", Metric::nearest(s)))
     }
 }
@@ -372,9 +486,33 @@ mod tests {
     #[test]
     fn catalogue_is_indexed_by_variant() {
         for (i, info) in CATALOGUE.iter().enumerate() {
-            assert_eq!(info.metric as usize, i, "{}", info.name);
+            assert_eq!(info.metric.index(), i, "{}", info.name);
             assert_eq!(info.name.parse::<Metric>(), Ok(info.metric));
         }
+    }
+
+    #[test]
+    fn registered_metrics_follow_the_catalogue() {
+        let new = |name: &str| NewMetric {
+            name: name.to_string(),
+            unit: Unit::Custom("jobs"),
+            instance: "",
+            risk: Risk::Higher,
+            description: "test".to_string(),
+        };
+        let q = Metric::register(new("check.model_test_queue")).expect("registers");
+        assert!(q.index() >= CATALOGUE.len());
+        assert_eq!(q.name(), "check.model_test_queue");
+        assert_eq!(q.info().unit, Unit::Custom("jobs"));
+        assert_eq!("check.model_test_queue".parse::<Metric>(), Ok(q));
+        // Registering again (a reload) gives the same id; a built-in name is refused.
+        assert_eq!(Metric::register(new("check.model_test_queue")), Ok(q));
+        assert!(Metric::register(new("cpu.usage_pct")).is_err());
+        assert!(Metric::all().iter().any(|m| m.metric == q));
+        assert!(Metric::count() > q.index());
+        assert!(q.is_worse(2.0, 1.0));
+        let err = "check.model_test_queu".parse::<Metric>().unwrap_err();
+        assert!(err.contains("did you mean `check.model_test_queue`"), "{err}");
     }
 
     #[test]

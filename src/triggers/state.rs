@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use serde::Serialize;
 
 use super::rule::{Aggregate, Condition, Rule, Scope, Severity};
-use crate::model::{CATALOGUE, HostStatus, Metric};
+use crate::model::{HostStatus, Metric};
 use crate::snapshot::{HostView, MaxRiskLine};
 
 /// What a front end may ask of the triggers.
@@ -405,9 +405,10 @@ impl TriggerSet {
                 ..RuleState::default()
             })
             .collect();
-        let mut wanted = vec![false; CATALOGUE.len()];
+        // Sized by the metrics rules read: ids past it are wanted by no rule.
+        let mut wanted = vec![false; rules.iter().map(|r| r.metric.index() + 1).max().unwrap_or(0)];
         for r in &rules {
-            wanted[r.metric as usize] = true;
+            wanted[r.metric.index()] = true;
         }
         TriggerSet {
             rules,
@@ -415,7 +416,7 @@ impl TriggerSet {
             interval,
             changed: false,
             host_names: Vec::new(),
-            series: vec![Vec::new(); CATALOGUE.len()],
+            series: vec![Vec::new(); wanted.len()],
             wanted,
             known: Vec::new(),
             now: SystemTime::UNIX_EPOCH,
@@ -465,8 +466,8 @@ impl TriggerSet {
             self.known
                 .push((u8::from(fresh) * FRESH) | (u8::from(up_known) * UP_KNOWN));
             for (ri, r) in h.metrics().enumerate() {
-                let m = r.metric as usize;
-                if self.wanted[m] {
+                let m = r.metric.index();
+                if self.wanted.get(m).copied().unwrap_or(false) {
                     self.series[m].push(Entry {
                         host: hi as u32,
                         idx: ri as u32,
@@ -492,7 +493,7 @@ impl TriggerSet {
         for ri in 0..self.rules.len() {
             let rule = &self.rules[ri];
             let st = &mut self.states[ri];
-            let m = rule.metric as usize;
+            let m = rule.metric.index();
             let series = &self.series[m];
             let ctx = Ctx {
                 rule,

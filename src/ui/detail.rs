@@ -541,7 +541,7 @@ mod tests {
     fn history_is_kept_for_exactly_the_charted_series() {
         let kept: Vec<Metric> = CATALOGUE.iter().filter(|m| m.history).map(|m| m.metric).collect();
         let mut charted: Vec<Metric> = CHARTS.iter().map(|(_, m, _)| *m).collect();
-        charted.sort_by_key(|m| *m as usize);
+        charted.sort_by_key(|m| m.index());
         assert_eq!(kept, charted);
         // the overview's sparkline is one of them
         assert!(charted.contains(&Metric::CpuUsage));
