@@ -7,8 +7,10 @@
 # figure. Each case runs with the build before (BEFORE_REV, built once from `git archive`)
 # and the build after (this tree), alternating, in one run:
 #   none        no process watched
-#   2 names     NAMES watched (default "sshd bash"), with the machine's own processes
+#   2 names     NAMES watched (default "sshd" and the name of pid 1: a few pids), with the
+#               machine's own processes
 #   2 names+N   the same with EXTRA (default 300) `sleep` processes started for the run
+#   many pids   MANY_NAMES watched (default "sshd bash": every shell of the machine)
 # The window holds DF_EVERY- and FULL_EVERY-poll samples in proportion (30 polls by
 # default: 3 with df, 1 reading every process), so the figure includes them.
 #
@@ -17,7 +19,7 @@
 #        (use these binaries instead of building), BEFORE_TARGET (cargo target dir for the
 #        before build; default a fresh one, or share this tree's to reuse its dependencies),
 #        INTERVAL (default 1), WINDOW seconds (default 30), ROUNDS per case and build
-#        (default 2), NAMES, EXTRA.
+#        (default 2), NAMES, EXTRA, MANY_NAMES, CASES (default "none names extra many").
 # Needs root (sshd, cgroups), openssh-server, a cgroup v2 hierarchy (/sys/fs/cgroup or
 # /sys/fs/cgroup/unified). The client's optimisation level does not matter here: debug
 # builds are used.
@@ -27,7 +29,9 @@ cd "$root"
 interval=${INTERVAL:-1}
 window=${WINDOW:-30}
 rounds=${ROUNDS:-2}
-names=${NAMES:-"sshd bash"}
+names=${NAMES:-"sshd $(cat /proc/1/comm)"}
+many_names=${MANY_NAMES:-"sshd bash"}
+cases=${CASES:-"none names extra many"}
 extra=${EXTRA:-300}
 before_rev=${BEFORE_REV:-main}
 
@@ -145,6 +149,7 @@ CONF
 }
 config "" > "$dir/none.toml"
 config "$names" > "$dir/names.toml"
+config "$many_names" > "$dir/many.toml"
 
 usage() { awk '$1 == "usage_usec" { print $2 }' "$cg/cpu.stat"; }
 # on-CPU ns (schedstat) of the group's sshd processes and of the script's shell, "SSHD SH"
@@ -161,6 +166,8 @@ split() {
     echo "$d $s"
 }
 nprocs() { ls /proc | grep -c '^[0-9]'; }
+# how many processes the watched names match by name (the column "watched")
+nmatch() { n=0; for w in $1; do n=$((n + $(pgrep -c -x "$w" || true))); done; echo $n; }
 
 # one measurement: $1 build label, $2 binary, $3 config, $4 case label
 measure() {
@@ -185,14 +192,15 @@ measure() {
         ms = (u1 - u0) / 1000 / polls
         split(s0, a, " "); split(s1, z, " ")
         d = (z[1] - a[1]) / 1e6 / polls; sh = (z[2] - a[2]) / 1e6 / polls
-        printf "%-7s %-14s %6d %6.0f %10.2f %9.3f%% %7.2f %7.2f %7.2f\n", b, c, n, polls, ms, 100 * ms / 1000 / iv, d, sh, ms - d - sh }'
+        printf "%-7s %-16s %6d %6.0f %10.2f %9.3f%% %7.2f %7.2f %7.2f\n", b, c, n, polls, ms, 100 * ms / 1000 / iv, d, sh, ms - d - sh }'
     sleep 1
 }
 
-echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; before: $before_rev; interval ${interval}s, window ${window}s, watched names: $names" >&2
+echo "load average: $(cut -d' ' -f1-3 /proc/loadavg); $(nproc) cores; before: $before_rev; interval ${interval}s, window ${window}s, watched names: $names (many pids: $many_names)" >&2
+# case: what is watched / how many processes those names match; procs: processes on the host
 # ms/poll splits into: the sshd processes, the script's shell, and what it starts (df, head)
-printf '%-7s %-14s %6s %6s %10s %10s %7s %7s %7s\n' build case procs polls "ms/poll" "of a core" sshd sh started
-for case in none names extra; do
+printf '%-7s %-16s %6s %6s %10s %10s %7s %7s %7s\n' build case procs polls "ms/poll" "of a core" sshd sh started
+for case in $cases; do
     if [ "$case" = extra ]; then
         i=0
         while [ $i -lt "$extra" ]; do
@@ -205,8 +213,9 @@ for case in none names extra; do
     conf="$dir/names.toml"
     case $case in
         none) conf="$dir/none.toml" ;;
-        names) label="2 names" ;;
-        extra) label="2 names+$extra" ;;
+        names) label="2 names/$(nmatch "$names")" ;;
+        extra) label="2 names+$extra/$(nmatch "$names")" ;;
+        many) label="2 names/$(nmatch "$many_names")"; conf="$dir/many.toml" ;;
     esac
     r=0
     while [ $r -lt "$rounds" ]; do

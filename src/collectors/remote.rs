@@ -626,8 +626,9 @@ struct Known {
 }
 
 /// Up to this many watched pids are read with the shell's `read` (a system call per byte,
-/// ~300 bytes per pid), more with one `head` (one process started).
-const READ_MAX: usize = 4;
+/// ~300 bytes per pid), more with one `head` (one process started). Measured with dash
+/// (load 16): `read` costs ~0.09 ms per pid, `head` ~1.6 ms: even at about 16 pids.
+const READ_MAX: usize = 12;
 
 /// At most this many pids are read in full per request; the rest wait for the next one
 /// (a burst of new processes must not make one request line or one `head` huge).
