@@ -223,5 +223,7 @@ for case in $cases; do
         measure after "$after" "$conf" "$label"
         r=$((r + 1))
     done
+    for p in $sleepers; do kill "$p" 2>/dev/null || true; done
+    sleepers=""
 done
 echo "load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)" >&2
