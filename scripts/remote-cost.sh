@@ -61,7 +61,8 @@ cleanup() {
             for p in $(cat "$cg/cgroup.procs" 2>/dev/null); do kill -9 "$p" 2>/dev/null || true; done
         fi
         i=0
-        while [ -s "$cg/cgroup.procs" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+        # (cgroup files have no size: -s cannot tell)
+        while [ -n "$(cat "$cg/cgroup.procs" 2>/dev/null)" ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
         rmdir "$cg" 2>/dev/null || true
     fi
     rm -rf "$dir"
