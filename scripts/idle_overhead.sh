@@ -8,10 +8,12 @@
 #
 # usage: scripts/idle_overhead.sh [SECONDS]   (default 60; needs a release build:
 #        cargo build --release)
+#   env: BIN (the lookout to measure, default target/release/lookout), BEFORE (another
+#        lookout binary, e.g. the build before a change: measured beside it, same run)
 set -eu
 secs=${1:-60}
 root=$(cd "$(dirname "$0")/.." && pwd)
-bin="$root/target/release/lookout"
+bin=${BIN:-"$root/target/release/lookout"}
 [ -x "$bin" ] || { echo "build first: cargo build --release" >&2; exit 1; }
 command -v tmux >/dev/null || { echo "needs tmux" >&2; exit 1; }
 dir=$(mktemp -d)
@@ -28,6 +30,9 @@ printf 'update_ms = 1000\n' > "$dir/home/.config/btop/btop.conf"
 
 tmux -S "$sock" new-session -d -s m -x 160 -y 45 -n lookout "$bin --config $dir/lookout.toml"
 tmux -S "$sock" set-option -t m remain-on-exit on >/dev/null
+if [ -n "${BEFORE:-}" ]; then
+    tmux -S "$sock" new-window -t m -n before "$BEFORE --config $dir/lookout.toml"
+fi
 if command -v htop >/dev/null; then
     tmux -S "$sock" new-window -t m -n htop "htop -d 10"
 fi

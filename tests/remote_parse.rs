@@ -278,15 +278,17 @@ fn sample_of_this_machine_matches_the_script() {
         .expect("stdin")
         .write_all(request.as_bytes())
         .expect("write");
+    let shell = child.id();
     let out = child.wait_with_output().expect("output");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.ends_with("\n@@end 42\n"), "{text}");
     assert!(text.starts_with("@@lookout 2 "), "{text}");
     let parsed = remote::parse(&text, &w).expect("parses");
     assert!(value(&parsed.readings, Metric::DiskUsedPct, "/").is_some());
-    // neither the script's shell nor its children count as a watched `sh`
+    // the script's shell is not a watched `sh` (its children are head and df; the lookout
+    // scripts of other tests on this machine are)
     assert!(
-        parsed.processes.iter().all(|p| !p.cmdline.contains("@@lookout")),
+        parsed.processes.iter().all(|p| p.pid != shell),
         "{:?}",
         parsed.processes
     );
@@ -373,13 +375,30 @@ fn sleeper_pids(details: &[lookout::model::ProcessDetail], tag: &str) -> Vec<u32
 /// Many polls of the format-2 protocol against a real shell (dash, then busybox's): each
 /// request names what to read from what the earlier samples told, processes are found when
 /// they start and dropped when they exit, and disks are read every few polls but reported
-/// in every sample.
-fn session_over(argv: &[&str]) {
+/// in every sample. `many`: watched by name (`sleep`, `sh`) with five more sleepers, so
+/// more pids are watched than the shell reads with `read` (they go to `head`); else by
+/// command line, only this test's sleepers (few: `read`, when no new pid needs `head`).
+fn session_over(argv: &[&str], many: bool) {
     // a tag no other process of the machine has in its command line
-    let tag = format!("{}.{}", 7000 + std::process::id() % 1000, std::process::id());
+    static SESSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
+    let session = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tag = format!(
+        "{}.{}{session}",
+        7000 + std::process::id() % 1000,
+        std::process::id(),
+    );
     let first = Sleeper::start(&tag);
+    // their command lines do not end with the tag (sessions 1 to 4: one digit)
+    let _more: Vec<Sleeper> = (0..if many { 5 } else { 0 })
+        .map(|_| Sleeper::start(&format!("{tag}1")))
+        .collect();
     let mut shell = Shell::start(argv, true);
-    let w = watch(&["sleep", "sh"]);
+    let own = format!("sleep {tag}");
+    let w = if many {
+        watch(&["sleep", "sh"])
+    } else {
+        watch(&[&own])
+    };
     let mut state = RemoteState::default();
     let mut second: Option<Sleeper> = None;
     let mut seen_second_at = None;
@@ -395,7 +414,7 @@ fn session_over(argv: &[&str]) {
         );
         assert!(value(&readings, Metric::MemUsedPct, "").is_some());
         assert!(
-            details.iter().all(|d| !d.cmdline.contains("@@lookout")),
+            details.iter().all(|d| d.pid != shell.child.id()),
             "{argv:?}: the script's own shell is not a watched `sh`"
         );
         let pids = sleeper_pids(&details, &tag);
@@ -414,6 +433,9 @@ fn session_over(argv: &[&str]) {
             // the request names the pids it knows are watched, and no new ones
             assert!(request.contains(&format!(" {}", first.0.id())), "{request}");
             assert!(!request.contains('d') && !request.contains('a'), "{request}");
+            if many {
+                assert!(request.contains(" = "), "{request}");
+            }
             second = Some(Sleeper::start(&tag));
         }
         if let Some(s) = &second
@@ -425,8 +447,8 @@ fn session_over(argv: &[&str]) {
         }
         if id == 8 {
             assert!(
-                seen_second_at.is_some_and(|at| at <= 5),
-                "{argv:?}: a new process is read within two polls: {seen_second_at:?}"
+                seen_second_at.is_some_and(|at| at <= 6),
+                "{argv:?}: a new process is read within three polls: {seen_second_at:?}"
             );
             second = None;
         }
@@ -438,14 +460,16 @@ fn session_over(argv: &[&str]) {
 
 #[test]
 fn session_over_dash() {
-    session_over(&["dash"]);
+    session_over(&["dash"], false);
+    session_over(&["dash"], true);
 }
 
 #[test]
 fn session_over_busybox_sh() {
     // Debian's busybox (scripts/test.sh installs it): its `sh` applet is ash, whose
     // builtins (read, printf, test, set) differ from dash's in the details this relies on.
-    session_over(&["busybox", "sh"]);
+    session_over(&["busybox", "sh"], false);
+    session_over(&["busybox", "sh"], true);
 }
 
 #[test]

@@ -480,14 +480,14 @@ impl HostSim {
         let flags = words.next().unwrap_or("");
         let cpu_lines: usize = words.next().and_then(|c| c.parse().ok()).unwrap_or(0);
         let (disks, full) = (flags.contains('d'), flags.contains('a'));
-        let mut watched: Vec<u32> = Vec::new();
-        let mut new: Vec<u32> = Vec::new();
-        let mut after_plus = false;
+        // read with `read`, new (head: stat, statm, cmdline), by head (stat, statm)
+        let mut groups: [Vec<u32>; 3] = Default::default();
+        let mut group = 0;
         for w in words {
             match (w, w.parse::<u32>()) {
-                ("+", _) => after_plus = true,
-                (_, Ok(pid)) if after_plus => new.push(pid),
-                (_, Ok(pid)) => watched.push(pid),
+                ("+", _) => group = 1,
+                ("=", _) => group = 2,
+                (_, Ok(pid)) => groups[group].push(pid),
                 _ => {}
             }
         }
@@ -531,7 +531,7 @@ impl HostSim {
                 self.proc_listing(shell_pid, None, out);
                 out.push('\n');
             } else {
-                self.proc_listing(shell_pid, Some((&watched, &new)), out);
+                self.proc_listing(shell_pid, Some(&groups), out);
             }
         }
         let _ = writeln!(out, "{END_MARKER} {id}");
@@ -733,8 +733,9 @@ impl HostSim {
     /// the globs sort pids as strings, cmdline holds NULs and no newline.
     /// The process part of a sample: every process's stat, statm and cmdline as one `head`
     /// prints them (`only` None), or the pid listing, then the `read` stat and statm of the
-    /// watched pids and the `head` of the new ones (`only` Some((watched, new))).
-    fn proc_listing(&mut self, shell_pid: u32, only: Option<(&[u32], &[u32])>, out: &mut String) {
+    /// pids of `only[0]`, and the `head` of the others (stat and statm of `only[2]`, then
+    /// stat, statm and cmdline of the new pids `only[1]`).
+    fn proc_listing(&mut self, shell_pid: u32, only: Option<&[Vec<u32>; 3]>, out: &mut String) {
         let sshd_session = shell_pid.saturating_sub(1);
         let now = self.start_ticks();
         let mut all: Vec<Proc> = self.procs.clone();
@@ -766,9 +767,9 @@ impl HostSim {
             start_ticks: now,
             transient: true,
         });
-        if let Some((watched, fresh)) = only {
+        if let Some([watched, fresh, by_head]) = only {
             // the listing is globbed before any `head` starts
-            if fresh.is_empty() {
+            if fresh.is_empty() && by_head.is_empty() {
                 all.pop();
             }
             let mut names: Vec<String> = all
@@ -786,8 +787,12 @@ impl HostSim {
                 Self::statm_line(p, out);
             }
             let mut first = true;
-            for p in fresh.iter().filter_map(|&pid| find(pid)) {
-                for file in ["stat", "statm", "cmdline"] {
+            let head = by_head
+                .iter()
+                .map(|&pid| (pid, &["stat", "statm"][..]))
+                .chain(fresh.iter().map(|&pid| (pid, &["stat", "statm", "cmdline"][..])));
+            for (p, files) in head.filter_map(|(pid, files)| Some((find(pid)?, files))) {
+                for &file in files {
                     if !first {
                         out.push('\n');
                     }
@@ -800,7 +805,7 @@ impl HostSim {
                     }
                 }
             }
-            if !fresh.is_empty() {
+            if !fresh.is_empty() || !by_head.is_empty() {
                 out.push('\n');
             }
             return;

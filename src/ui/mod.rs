@@ -190,14 +190,27 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
     flash.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut was_flashing = false;
     let mut dirty = true;
+    // The once-a-second redraw (for the clock, ages and lookout's own usage) waits a second
+    // (and a little) from the last draw, whatever caused it: an idle dashboard at a 1 s interval draws
+    // once a second (for each new snapshot), not twice. Own usage is read at most once a
+    // second, so its percentage keeps a whole second of clock ticks.
+    let mut stat_at = tokio::time::Instant::now();
     let mut events_open = true;
     let mut snapshots_open = true;
 
     loop {
         if dirty {
             app.now = rewind::frame_now(&app, SystemTime::now());
+            if stat_at.elapsed() >= Duration::from_millis(990) {
+                stat_at = tokio::time::Instant::now();
+                if let Some(u) = stat.sample() {
+                    app.usage = u;
+                }
+            }
             terminal.draw(|f| draw::draw(f, &mut app))?;
             dirty = false;
+            // a little over a second: at a 1 s interval the next snapshot comes first
+            second.reset_after(Duration::from_millis(1100));
         }
         let flashing = app.flashing();
         if flashing && !was_flashing {
@@ -236,12 +249,7 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
                 app.toggle_flash();
                 dirty = true;
             }
-            _ = second.tick() => {
-                if let Some(u) = stat.sample() {
-                    app.usage = u;
-                }
-                dirty = true;
-            }
+            _ = second.tick() => dirty = true,
             () = link_changed(&mut feeds.link) => {
                 app.link = feeds.link.as_mut().and_then(|l| l.borrow_and_update().clone());
                 dirty = true;
