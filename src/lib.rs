@@ -20,6 +20,7 @@ pub mod manual;
 pub mod model;
 pub mod resolution;
 pub mod runtime;
+pub mod serve;
 pub mod snapshot;
 pub mod store;
 pub mod suggest;
