@@ -81,4 +81,4 @@ page=$(curl -s "http://127.0.0.1:$MP/metrics")
 echo "$page" | grep '^lookout_hosts{' | grep -v ' 0.0$'
 grep -o '"error":"[^"]*"' "$dir/events.jsonl" | sort | uniq -c | head -5
 echo "$page" | grep '^lookout_host_poll_ms{host="prometheus' || true
-echo "$page" | grep -c '^lookout_cpu_usage_pct{' | sed 's/^/cpu.usage_pct series exported: /'
+echo "$page" | grep -c '^lookout_cpu_usage_ratio{' | sed 's/^/cpu.usage_pct series exported: /'

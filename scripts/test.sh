@@ -18,6 +18,7 @@ want ip iproute2
 want nft nftables
 want iptables iptables
 want tmux tmux
+want man man-db
 want busybox busybox
 want dash dash
 want prometheus prometheus

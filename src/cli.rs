@@ -160,4 +160,15 @@ pub enum Command {
         #[arg(long, value_name = "PATH")]
         socket: Option<PathBuf>,
     },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    /// Bash: `source <(lookout completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout: `lookout manpage | man -l -`.
+    Manpage,
+    /// Write a commented starter config (with the ssh config's hosts) to
+    /// $XDG_CONFIG_HOME/lookout/config.toml; an existing file is never overwritten.
+    Init,
 }

@@ -15,6 +15,8 @@ pub mod export;
 pub mod fleet;
 pub mod format;
 pub mod headless;
+pub mod init;
+pub mod manual;
 pub mod model;
 pub mod record;
 pub mod resolution;

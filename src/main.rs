@@ -14,6 +14,44 @@ fn default_socket() -> std::path::PathBuf {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Commands that need no configuration.
+    match &cli.command {
+        Some(Command::Completions { shell }) => {
+            lookout::manual::completions(*shell, &mut std::io::stdout());
+            return ExitCode::SUCCESS;
+        }
+        Some(Command::Manpage) => {
+            return match lookout::manual::manpage(&mut std::io::stdout().lock()) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("lookout: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        Some(Command::Init) => {
+            let ssh_config = config::load(None).map(|c| c.ssh.config_file).unwrap_or_else(|_| {
+                lookout::collectors::ssh::sshconfig::Local::current()
+                    .home
+                    .join(".ssh/config")
+            });
+            return match lookout::init::run(config::default_path(), &ssh_config) {
+                Ok((path, n)) => {
+                    println!(
+                        "wrote {} ({n} hosts from {})",
+                        path.display(),
+                        ssh_config.display()
+                    );
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("lookout init: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
+        _ => {}
+    }
     let check_json = matches!(cli.command, Some(Command::Check { json: true, .. }));
     let mut config = match config::load(cli.common.config.as_deref()) {
         Ok(c) => c,
@@ -180,7 +218,9 @@ fn main() -> ExitCode {
                 lookout::ui::run(config, cli.theme.as_deref()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Some(Command::Check { .. }) => Ok(ExitCode::SUCCESS),
+            Some(Command::Check { .. } | Command::Completions { .. } | Command::Manpage | Command::Init) => {
+                Ok(ExitCode::SUCCESS)
+            }
         }
     });
     // Collector threads block in sysinfo; do not wait for them.

@@ -181,10 +181,10 @@ pub fn text(report: &Report) -> String {
     if ssh_hosts.is_empty() {
         return out;
     }
-    out.push_str("  ssh resolution:\n");
+    out.push_str("ssh resolution:\n");
     for h in ssh_hosts {
         let Some(s) = &h.ssh else { continue };
-        let mut line = format!("    {} -> {}@{}:{}", h.host, s.user, s.hostname, s.port);
+        let mut line = format!("  {} -> {}@{}:{}", h.host, s.user, s.hostname, s.port);
         if !s.jump_chain.is_empty() {
             line.push_str(&format!(" via {}", s.jump_chain.join(",")));
         } else if let Some(c) = &s.proxy_command {

@@ -28,13 +28,13 @@ fn headless_serves_metrics() {
             .ok()
             .and_then(|mut s| {
                 use std::io::{Read, Write};
-                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nAccept: application/openmetrics-text;version=1.0.0\r\nConnection: close\r\n\r\n")
                     .ok()?;
                 let mut out = String::new();
                 s.read_to_string(&mut out).ok()?;
                 Some(out)
             });
-        if let Some(b) = body.filter(|b| b.contains("lookout_cpu_usage_pct{")) {
+        if let Some(b) = body.filter(|b| b.contains("lookout_cpu_usage_ratio{")) {
             break b;
         }
         assert!(

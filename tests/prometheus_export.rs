@@ -64,22 +64,39 @@ async fn prometheus_scrapes_lookout() {
 
     // The page itself.
     let page = eventually(20, "a /metrics page with the local host", || async {
-        let body = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        let body = reqwest::Client::new()
+            .get(format!("http://127.0.0.1:{port}/metrics"))
+            .header("Accept", "application/openmetrics-text;version=1.0.0")
+            .send()
             .await
             .ok()?
             .text()
             .await
             .ok()?;
-        (body.contains("lookout_cpu_usage_pct{") && body.contains("lookout_trigger_state{")).then_some(body)
+        (body.contains("lookout_cpu_usage_ratio{") && body.contains("lookout_trigger_state{")).then_some(body)
     })
     .await;
-    assert!(page.contains("# TYPE lookout_mem_used_pct gauge"), "{page}");
+    assert!(page.contains("# TYPE lookout_mem_used_ratio gauge"), "{page}");
     assert!(page.ends_with("# EOF\n"), "OpenMetrics text");
     assert!(
-        page.contains("lookout_disk_used_pct{host=\"web1\",instance=\"/var \\\"x\\\"\"} 95.5"),
+        page.contains("lookout_disk_used_ratio{host=\"web1\",mount=\"/var \\\"x\\\"\"} 0.955"),
         "{page}"
     );
     assert!(page.contains("lookout_process_cpu_seconds_total "), "{page}");
+    // Without asking for OpenMetrics: the classic text format, counters' HELP on `_total`.
+    let plain = reqwest::get(format!("http://127.0.0.1:{port}/metrics"))
+        .await
+        .expect("answer");
+    assert!(
+        plain.headers()["content-type"]
+            .to_str()
+            .is_ok_and(|c| c.starts_with("text/plain; version=0.0.4"))
+    );
+    let plain = plain.text().await.expect("body");
+    assert!(
+        plain.contains("# HELP lookout_process_cpu_seconds_total ") && !plain.contains("# EOF"),
+        "{plain}"
+    );
     let missing = reqwest::get(format!("http://127.0.0.1:{port}/nope"))
         .await
         .expect("answer");
@@ -87,9 +104,7 @@ async fn prometheus_scrapes_lookout() {
 
     let prom = prometheus(
         "1s",
-        &format!(
-            "  - job_name: lookout\n    honor_labels: true\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"
-        ),
+        &format!("  - job_name: lookout\n    static_configs:\n      - targets: ['127.0.0.1:{port}']\n"),
     )
     .await;
     let url = prom.url();
@@ -107,19 +122,12 @@ async fn prometheus_scrapes_lookout() {
         Some(mem),
         snap.host(&local).and_then(|h| h.value(Metric::MemTotal, ""))
     );
-    let disk = q("lookout_disk_used_pct{host=\"web1\"}".into()).await;
+    let disk = q("lookout_disk_used_ratio{host=\"web1\"}".into()).await;
     assert_eq!(disk.len(), 1);
-    assert_eq!(disk[0].0["instance"], "/var \"x\"");
-    assert_eq!(disk[0].1, 95.5);
-    let cpu = q(format!(
-        "lookout_cpu_usage_pct{{host=\"{local}\", instance=\"\"}}"
-    ))
-    .await;
-    assert_eq!(
-        cpu.len(),
-        1,
-        "one series, instance label empty (absent) for host metrics"
-    );
+    assert_eq!(disk[0].0["mount"], "/var \"x\"");
+    assert_eq!(disk[0].1, 0.955);
+    let cpu = q(format!("lookout_cpu_usage_ratio{{host=\"{local}\"}}")).await;
+    assert_eq!(cpu.len(), 1, "one series, no instance label for host metrics");
     let max_risk = q("lookout_max_risk{metric=\"disk.used_pct\"}".into()).await;
     assert_eq!(max_risk.len(), 1);
     assert_eq!(max_risk[0].0["host"], "web1");
@@ -136,7 +144,7 @@ async fn prometheus_scrapes_lookout() {
     assert!(rss.first().is_some_and(|s| s.1 > 1e6), "{rss:?}");
     let cpu_total = q("lookout_process_cpu_seconds_total".into()).await;
     assert!(cpu_total.first().is_some_and(|s| s.1 > 0.0), "{cpu_total:?}");
-    let poll = q("lookout_poll_ms_max".into()).await;
+    let poll = q("lookout_poll_duration_max_seconds".into()).await;
     assert_eq!(poll.len(), 1);
     feed.abort();
     running.engine.abort();

@@ -217,3 +217,43 @@ fn lookout_resolves_every_corpus_host_as_openssh_does() {
     assert!(mismatches.is_empty(), "{}", mismatches.join("\n"));
     assert!(compared >= 30, "{compared}");
 }
+
+#[test]
+fn match_exec_and_strict_no_are_errors_lookout_check_reports() {
+    let home = tempfile::tempdir().expect("home");
+    let ssh = home.path().join(".ssh");
+    std::fs::create_dir(&ssh).expect("mkdir");
+    std::fs::write(
+        ssh.join("config"),
+        "Match exec \"test -f /nonexistent\"\n  User x\nHost lax\n  StrictHostKeyChecking no\nHost fine\n  User ok\n",
+    )
+    .expect("write");
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["check", "--json", "fine", "lax"])
+        .env("HOME", home.path())
+        .env_remove("XDG_CONFIG_HOME")
+        .output()
+        .expect("lookout");
+    assert_eq!(out.status.code(), Some(2));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let errors: Vec<&str> = json["errors"]
+        .as_array()
+        .expect("errors")
+        .iter()
+        .filter_map(|e| e.as_str())
+        .collect();
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("fine: ") && e.contains("`Match exec` is not supported")),
+        "{errors:?}"
+    );
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.starts_with("lax: ") && e.contains("StrictHostKeyChecking no is refused")),
+        "{errors:?}"
+    );
+    assert_eq!(json["checks"], serde_json::json!([]));
+    assert!(json["triggers"].as_array().is_some_and(|t| !t.is_empty()));
+}

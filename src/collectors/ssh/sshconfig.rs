@@ -628,3 +628,112 @@ fn parse_file(file: &str, text: &str) -> Result<Vec<Line>, String> {
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn local(home: &Path) -> Local {
+        Local {
+            user: "me".into(),
+            home: home.to_path_buf(),
+            uid: 1000,
+            hostname: "jump.example.com".into(),
+        }
+    }
+
+    fn config(text: &str) -> (tempfile::TempDir, SshConfig, Local) {
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("config");
+        std::fs::write(&path, text).expect("write");
+        let l = local(dir.path());
+        let c = SshConfig::load(&path, &l).expect("parses");
+        (dir, c, l)
+    }
+
+    #[test]
+    fn splitting_and_patterns() {
+        assert_eq!(
+            split_args(r#"a "b c" 'd e' f\"g # comment"#).expect("splits"),
+            ["a", "b c", "d e", "f\"g"]
+        );
+        assert!(split_args("\"open").is_err());
+        assert_eq!(split_keyword("Port=22"), Some(("Port", "22")));
+        assert_eq!(split_keyword("  User = x y"), Some(("User", "x y")));
+        assert!(wildcard("web-12", "web-*") && wildcard("a1", "a?") && !wildcard("a12", "a?"));
+        assert!(host_matches("web1", &["*".into(), "!db*".into()]));
+        assert!(!host_matches("db1", &["*".into(), "!db*".into()]));
+        assert!(
+            !host_matches("web1", &["!db*".into()]),
+            "negation alone selects nothing"
+        );
+    }
+
+    #[test]
+    fn first_value_wins_and_lists_accumulate() {
+        let (_d, c, l) = config(
+            "User top\nHost a\n  User a-user\n  IdentityFile one\n  IdentitiesOnly yes\n  ConnectTimeout 7\n\
+             Host *\n  User star\n  IdentityFile two\n  IdentitiesOnly no\n  ServerAliveInterval 15\n  ServerAliveCountMax 2\n",
+        );
+        let r = c.resolve("a", None, None, &l);
+        assert_eq!(
+            r.user, "top",
+            "a line before any Host applies to all and comes first"
+        );
+        assert_eq!(r.identity_files, ["one", "two"]);
+        assert!(r.identities_only);
+        assert_eq!(r.connect_timeout, Some(Duration::from_secs(7)));
+        assert_eq!(r.server_alive_interval, Some(Duration::from_secs(15)));
+        assert_eq!(r.server_alive_count_max, Some(2));
+        let r = c.resolve("b", Some("cli"), Some(2222), &l);
+        assert_eq!((r.user.as_str(), r.port), ("cli", 2222), "the command line wins");
+    }
+
+    #[test]
+    fn match_exec_is_refused_with_a_reason() {
+        let (_d, c, l) = config("Match exec \"true\"\n  User x\nHost *\n  User y\n");
+        let r = c.resolve("h", None, None, &l);
+        assert_eq!(r.user, "y");
+        assert_eq!(r.errors.len(), 1);
+        assert!(
+            r.errors[0].contains("Match exec") && r.errors[0].contains("config:1"),
+            "{:?}",
+            r.errors
+        );
+        let (_d, c, l) = config("Match bogus x\n");
+        assert!(c.resolve("h", None, None, &l).errors[0].contains("unknown Match criterion"));
+    }
+
+    #[test]
+    fn tokens_expand_and_unknown_ones_are_errors() {
+        let (dir, c, l) = config("Host s\n  HostName %h.Corp\n  User u\n  Port 2200\n  HostKeyAlias alias\n");
+        let r = c.resolve("s", None, None, &l);
+        assert_eq!(r.hostname, "s.corp", "HostName in canonical (lower) case");
+        let home = dir.path().display().to_string();
+        assert_eq!(
+            r.expand("~/k/%h_%r_%p_%n_%u_%i_%L_%l_%k_%%", &l)
+                .expect("expands"),
+            format!("{home}/k/s.corp_u_2200_s_me_1000_jump_jump.example.com_alias_%")
+        );
+        assert_eq!(r.expand("%d/x", &l).expect("expands"), format!("{home}/x"));
+        assert!(r.expand("%z", &l).is_err());
+    }
+
+    #[test]
+    fn include_inside_a_block_applies_only_to_it_and_nests() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let ssh = dir.path().join(".ssh");
+        std::fs::create_dir_all(ssh.join("d")).expect("mkdir");
+        std::fs::write(ssh.join("d/inner.conf"), "Port 1000\nInclude d/deeper.conf\n").expect("w");
+        std::fs::write(ssh.join("d/deeper.conf"), "User deep\n").expect("w");
+        let path = dir.path().join("config");
+        std::fs::write(&path, "Host a\n  Include d/*.conf\nHost b\n  Port 2000\n").expect("w");
+        let l = local(dir.path());
+        let c = SshConfig::load(&path, &l).expect("parses");
+        let a = c.resolve("a", None, None, &l);
+        assert_eq!((a.port, a.user.as_str()), (1000, "deep"));
+        let b = c.resolve("b", None, None, &l);
+        assert_eq!((b.port, b.user.as_str()), (2000, "me"));
+        assert_eq!(c.concrete_hosts(), ["a", "b"]);
+    }
+}
