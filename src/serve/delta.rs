@@ -12,8 +12,8 @@ use std::sync::{Arc, RwLock};
 
 use rustc_hash::FxHashMap;
 
-use super::protocol::{Delta, Header, ServerMsg, State, WireHost};
-use crate::model::{HostName, HostStatus, Metric, Reading, Source};
+use super::protocol::{Delta, Header, Part, ProcFigures, Procs, ServerMsg, State, WireHost};
+use crate::model::{HostName, HostStatus, Metric, ProcessDetail, Reading, Source};
 use crate::snapshot::{HostView, Snapshot};
 use crate::store::HostHistory;
 
@@ -27,9 +27,6 @@ fn header(s: &Snapshot) -> Header {
 
 /// A host's wire form: every part when `old` is `None`, else only the parts that changed.
 fn wire_host<'a>(h: &'a HostView, old: Option<&HostView>) -> WireHost<'a> {
-    let changed = |new: &'a Arc<Vec<Reading>>, old: Option<&Arc<Vec<Reading>>>| {
-        (!old.is_some_and(|o| Arc::ptr_eq(o, new))).then(|| Cow::Borrowed(new.as_slice()))
-    };
     WireHost {
         name: h.name.clone(),
         group: h.group.as_deref().map(Cow::Borrowed),
@@ -38,12 +35,73 @@ fn wire_host<'a>(h: &'a HostView, old: Option<&HostView>) -> WireHost<'a> {
         error: h.error.as_deref().map(Cow::Borrowed),
         last_update: h.last_update,
         rounds: h.rounds,
-        system: changed(&h.system, old.map(|o| &o.system)),
-        ping: changed(&h.ping, old.map(|o| &o.ping)),
-        external: changed(&h.external, old.map(|o| &o.external)),
-        processes: (!old.is_some_and(|o| Arc::ptr_eq(&o.processes, &h.processes)))
-            .then(|| Cow::Borrowed(h.processes.as_slice())),
+        system: part(&h.system, old.map(|o| &o.system)),
+        ping: part(&h.ping, old.map(|o| &o.ping)),
+        external: part(&h.external, old.map(|o| &o.external)),
+        processes: procs(&h.processes, old.map(|o| &o.processes)),
     }
+}
+
+fn same_series(a: &Reading, b: &Reading) -> bool {
+    a.metric == b.metric && (Arc::ptr_eq(&a.instance, &b.instance) || a.instance == b.instance)
+}
+
+/// One source's readings against what the viewer has: nothing when unchanged, the changed
+/// values when the series are the same, else every reading.
+fn part<'a>(new: &'a Arc<Vec<Reading>>, old: Option<&Arc<Vec<Reading>>>) -> Option<Part<'a>> {
+    let Some(old) = old else {
+        return Some(Part::Readings(Cow::Borrowed(new.as_slice())));
+    };
+    if Arc::ptr_eq(old, new) {
+        return None;
+    }
+    if old.len() != new.len() || !old.iter().zip(new.iter()).all(|(a, b)| same_series(a, b)) {
+        return Some(Part::Readings(Cow::Borrowed(new.as_slice())));
+    }
+    let mut changed = vec![0u8; new.len().div_ceil(8)];
+    let mut values = Vec::new();
+    for (i, (a, b)) in old.iter().zip(new.iter()).enumerate() {
+        if a.value.to_bits() != b.value.to_bits() {
+            changed[i / 8] |= 1 << (i % 8);
+            values.push(b.value);
+        }
+    }
+    (!values.is_empty()).then_some(Part::Values { changed, values })
+}
+
+fn figures(p: &ProcessDetail) -> ProcFigures {
+    ProcFigures {
+        cpu_pct: p.cpu_pct,
+        mem_pct: p.mem_pct,
+        rss_bytes: p.rss_bytes,
+        vms_bytes: p.vms_bytes,
+        shared_bytes: p.shared_bytes,
+    }
+}
+
+fn same_process(a: &ProcessDetail, b: &ProcessDetail) -> bool {
+    a.pid == b.pid
+        && a.watch == b.watch
+        && a.name == b.name
+        && a.cpu_affinity == b.cpu_affinity
+        && (Arc::ptr_eq(&a.cmdline, &b.cmdline) || a.cmdline == b.cmdline)
+}
+
+/// A host's processes against what the viewer has, the same way as [`part`].
+fn procs<'a>(new: &'a Arc<Vec<ProcessDetail>>, old: Option<&Arc<Vec<ProcessDetail>>>) -> Option<Procs<'a>> {
+    let Some(old) = old else {
+        return Some(Procs::All(Cow::Borrowed(new.as_slice())));
+    };
+    if Arc::ptr_eq(old, new) {
+        return None;
+    }
+    if old.len() != new.len() || !old.iter().zip(new.iter()).all(|(a, b)| same_process(a, b)) {
+        return Some(Procs::All(Cow::Borrowed(new.as_slice())));
+    }
+    if old.iter().zip(new.iter()).all(|(a, b)| figures(a) == figures(b)) {
+        return None;
+    }
+    Some(Procs::Figures(new.iter().map(figures).collect()))
 }
 
 /// The whole state of a snapshot.
@@ -114,6 +172,8 @@ pub enum ApplyError {
     NoBase,
     #[error("delta for unknown host `{0}` without its values")]
     UnknownHost(String),
+    #[error("delta for host `{0}` does not fit the values it has")]
+    Mismatch(String),
 }
 
 /// The viewer's copy of the server's state.
@@ -147,7 +207,10 @@ impl Replica {
         self.index.clear();
         for w in state.hosts {
             let base = old.remove(&w.name);
-            let view = self.build(w, base.as_deref());
+            let Ok(view) = self.build(w, base.as_deref()) else {
+                // A full state carries whole parts, which always fit.
+                continue;
+            };
             self.index.insert(view.name.clone(), self.hosts.len());
             self.hosts.push(Arc::new(view));
         }
@@ -175,15 +238,19 @@ impl Replica {
         for w in delta.hosts {
             match self.index.get(&w.name) {
                 Some(&i) => {
-                    let view = self.build(w, Some(&self.hosts[i]));
+                    let view = self.build(w, Some(&self.hosts[i]))?;
                     self.hosts[i] = Arc::new(view);
                 }
                 None => {
-                    if w.system.is_none() || w.ping.is_none() || w.external.is_none() || w.processes.is_none()
+                    let whole = |p: &Option<Part<'_>>| matches!(p, Some(Part::Readings(_)));
+                    if !whole(&w.system)
+                        || !whole(&w.ping)
+                        || !whole(&w.external)
+                        || !matches!(w.processes, Some(Procs::All(_)))
                     {
                         return Err(ApplyError::UnknownHost(w.name.to_string()));
                     }
-                    let view = self.build(w, None);
+                    let view = self.build(w, None)?;
                     self.index.insert(view.name.clone(), self.hosts.len());
                     self.hosts.push(Arc::new(view));
                 }
@@ -217,30 +284,68 @@ impl Replica {
     }
 
     /// A host's new view from its wire form over its previous view (parts not sent are kept).
-    fn build(&self, w: WireHost<'_>, base: Option<&HostView>) -> HostView {
+    fn build(&self, w: WireHost<'_>, base: Option<&HostView>) -> Result<HostView, ApplyError> {
         let history = base.map_or_else(
             || Arc::new(RwLock::new(HostHistory::new(self.history_cap))),
             |b| b.history.clone(),
         );
-        let take =
-            |part: Option<Cow<'_, [Reading]>>, old: Option<&Arc<Vec<Reading>>>, source: Source| match part {
-                Some(p) => {
-                    let readings = p.into_owned();
-                    if let Ok(mut hist) = history.write() {
-                        hist.record(source, &readings);
+        let name = w.name.clone();
+        let mismatch = || ApplyError::Mismatch(name.to_string());
+        let take = |part: Option<Part<'_>>, old: Option<&Arc<Vec<Reading>>>, source: Source| {
+            let readings = match part {
+                None => return Ok(old.cloned().unwrap_or_default()),
+                Some(Part::Readings(p)) => p.into_owned(),
+                Some(Part::Values { changed, values }) => {
+                    let mut readings = Vec::clone(old.ok_or_else(mismatch)?);
+                    if changed.len() != readings.len().div_ceil(8) {
+                        return Err(mismatch());
                     }
-                    Arc::new(readings)
+                    let mut new = values.into_iter();
+                    for (i, r) in readings.iter_mut().enumerate() {
+                        if changed[i / 8] & (1 << (i % 8)) != 0 {
+                            r.value = new.next().ok_or_else(mismatch)?;
+                        }
+                    }
+                    if new.next().is_some() {
+                        return Err(mismatch());
+                    }
+                    readings
                 }
-                None => old.cloned().unwrap_or_default(),
             };
-        HostView {
-            system: take(w.system, base.map(|b| &b.system), Source::System),
-            ping: take(w.ping, base.map(|b| &b.ping), Source::Ping),
-            external: take(w.external, base.map(|b| &b.external), Source::External),
-            processes: match w.processes {
-                Some(p) => Arc::new(p.into_owned()),
-                None => base.map(|b| b.processes.clone()).unwrap_or_default(),
-            },
+            if let Ok(mut hist) = history.write() {
+                hist.record(source, &readings);
+            }
+            Ok(Arc::new(readings))
+        };
+        let processes = match w.processes {
+            None => base.map(|b| b.processes.clone()).unwrap_or_default(),
+            Some(Procs::All(p)) => Arc::new(p.into_owned()),
+            Some(Procs::Figures(f)) => {
+                let old = base.map(|b| &b.processes).ok_or_else(mismatch)?;
+                if old.len() != f.len() {
+                    return Err(mismatch());
+                }
+                Arc::new(
+                    old.iter()
+                        .zip(f)
+                        .map(|(p, f)| ProcessDetail {
+                            cpu_pct: f.cpu_pct,
+                            mem_pct: f.mem_pct,
+                            rss_bytes: f.rss_bytes,
+                            vms_bytes: f.vms_bytes,
+                            shared_bytes: f.shared_bytes,
+                            ..p.clone()
+                        })
+                        .collect(),
+                )
+            }
+        };
+        Ok(HostView {
+            system: take(w.system, base.map(|b| &b.system), Source::System)?,
+            ping: take(w.ping, base.map(|b| &b.ping), Source::Ping)?,
+            external: take(w.external, base.map(|b| &b.external), Source::External)?,
+            processes,
+            up: Reading::host(Metric::HostUp, if w.status == HostStatus::Up { 1.0 } else { 0.0 }),
             name: w.name,
             group: w.group.map(Cow::into_owned),
             via: w.via,
@@ -248,9 +353,8 @@ impl Replica {
             error: w.error.map(Cow::into_owned),
             last_update: w.last_update,
             rounds: w.rounds,
-            up: Reading::host(Metric::HostUp, if w.status == HostStatus::Up { 1.0 } else { 0.0 }),
-            history: history.clone(),
-        }
+            history,
+        })
     }
 }
 
@@ -337,6 +441,37 @@ mod tests {
         assert!(d.hosts.is_empty());
         let got = replica.apply_delta(d).expect("applies");
         assert_eq!(json(&got), json(&s3));
+
+        // New values of the same series: only the changed value travels, by position.
+        let a2 = Arc::new(HostView {
+            system: Arc::new(vec![Reading::host(Metric::CpuUsage, 7.5)]),
+            processes: Arc::new(Vec::new()),
+            ..HostView::clone(&a)
+        });
+        let s3b = snap(5, vec![a2.clone(), s3.hosts[1].clone()]);
+        let msg = delta(&s3, &s3b, false);
+        let ServerMsg::Delta(d) = &msg else {
+            panic!("delta")
+        };
+        assert!(
+            matches!(&d.hosts[0].system, Some(Part::Values { changed, values }) if changed == &[1] && values == &[7.5]),
+            "{:?}",
+            d.hosts[0].system
+        );
+        assert!(
+            d.hosts[0].processes.is_none(),
+            "an equal empty list does not travel"
+        );
+        let ServerMsg::Delta(d) = round_trip(&msg).await else {
+            panic!("delta")
+        };
+        let got = replica.apply_delta(d).expect("applies");
+        assert_eq!(json(&got), json(&s3b));
+        // Back to s3 for what follows.
+        let ServerMsg::Delta(d) = round_trip(&delta(&s3b, &s3, false)).await else {
+            panic!("delta")
+        };
+        replica.apply_delta(d).expect("applies");
 
         // Reordered hosts come as a full state.
         let s4 = snap(4, vec![s3.hosts[1].clone(), a]);

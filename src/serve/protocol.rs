@@ -403,10 +403,40 @@ pub struct WireHost<'a> {
     pub error: Option<Cow<'a, str>>,
     pub last_update: Option<SystemTime>,
     pub rounds: u64,
-    pub system: Option<Cow<'a, [Reading]>>,
-    pub ping: Option<Cow<'a, [Reading]>>,
-    pub external: Option<Cow<'a, [Reading]>>,
-    pub processes: Option<Cow<'a, [ProcessDetail]>>,
+    pub system: Option<Part<'a>>,
+    pub ping: Option<Part<'a>>,
+    pub external: Option<Part<'a>>,
+    pub processes: Option<Procs<'a>>,
+}
+
+/// One source's readings in a host's wire form.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Part<'a> {
+    /// Every reading: in a full state, for a new host, and when the series themselves changed.
+    Readings(Cow<'a, [Reading]>),
+    /// The same series in the same order as the viewer has (a collector reports the same
+    /// metrics every round): a bitmap of the positions whose value changed (bit `i % 8` of
+    /// byte `i / 8`) and their new values in order. Names and instances do not travel again.
+    Values { changed: Vec<u8>, values: Vec<f64> },
+}
+
+/// A host's watched processes in its wire form.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum Procs<'a> {
+    All(Cow<'a, [ProcessDetail]>),
+    /// The same processes (watch, pid, name, affinity, command line) in the same order as
+    /// the viewer has: only their figures.
+    Figures(Vec<ProcFigures>),
+}
+
+/// What changes from one sample of a process to the next.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct ProcFigures {
+    pub cpu_pct: f64,
+    pub mem_pct: f64,
+    pub rss_bytes: u64,
+    pub vms_bytes: u64,
+    pub shared_bytes: u64,
 }
 
 /// Metrics travel by name: the names are the public contract, the numbering is not.

@@ -1,0 +1,93 @@
+//! A measuring viewer for scripts/bench-serve.sh: attaches to a `lookout serve` like the
+//! dashboard does (full state, then deltas applied to a replica) and prints, every second,
+//! the bytes and frames it received and how far behind the server each state arrived
+//! (receipt time minus the snapshot's `taken_at`; same machine, same clock).
+//!
+//!   cargo run --release --example serve_probe -- SOCKET SECONDS
+
+use std::time::{Duration, Instant, SystemTime};
+
+use lookout::serve::client::{self, Target};
+use lookout::serve::delta::Replica;
+use lookout::serve::protocol::{self, ServerMsg, Want};
+
+fn main() -> anyhow::Result<()> {
+    let mut args = std::env::args().skip(1);
+    let socket = args
+        .next()
+        .ok_or_else(|| anyhow::anyhow!("usage: serve_probe SOCKET SECONDS"))?;
+    let seconds: u64 = args.next().map_or(Ok(30), |s| s.parse())?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    rt.block_on(async move {
+        let mut conn = client::connect(&Target::Socket(socket.into()), Want::View)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        let mut replica = Replica::new(2);
+        let mut buf = Vec::new();
+        let end = Instant::now() + Duration::from_secs(seconds);
+        let mut second = Instant::now() + Duration::from_secs(1);
+        let (mut bytes, mut frames, mut states) = (0usize, 0usize, 0usize);
+        let mut lags: Vec<f64> = Vec::new();
+        let (mut all_bytes, mut all_secs, mut all_lags) = (0usize, 0u64, Vec::new());
+        while Instant::now() < end {
+            let msg = tokio::time::timeout_at(second.into(), protocol::read_frame::<ServerMsg>(
+                &mut conn.read,
+                protocol::SERVER_FRAME_LIMIT,
+                &mut buf,
+            ))
+            .await;
+            match msg {
+                Ok(Ok(m)) => {
+                    bytes += buf.len() + 4;
+                    frames += 1;
+                    let snap = match m {
+                        ServerMsg::Full(s) => Some(replica.apply_full(s)),
+                        ServerMsg::Delta(d) => Some(replica.apply_delta(d)?),
+                        ServerMsg::Metrics(list) => {
+                            for m in list {
+                                let _ = m.register();
+                            }
+                            None
+                        }
+                        _ => None,
+                    };
+                    if let Some(s) = snap {
+                        states += 1;
+                        let lag = SystemTime::now().duration_since(s.taken_at).unwrap_or_default();
+                        lags.push(lag.as_secs_f64() * 1000.0);
+                    }
+                }
+                Ok(Err(e)) => anyhow::bail!("{e}"),
+                Err(_) => {}
+            }
+            if Instant::now() >= second {
+                let max = lags.iter().copied().fold(0.0, f64::max);
+                let mean = if lags.is_empty() { 0.0 } else { lags.iter().sum::<f64>() / lags.len() as f64 };
+                println!("t={all_secs} bytes={bytes} frames={frames} states={states} lag_mean_ms={mean:.1} lag_max_ms={max:.1}");
+                // The first second carries the full state; steady state is the rest.
+                if all_secs > 0 {
+                    all_bytes += bytes;
+                    all_lags.append(&mut lags);
+                }
+                lags.clear();
+                all_secs += 1;
+                (bytes, frames, states) = (0, 0, 0);
+                second += Duration::from_secs(1);
+            }
+        }
+        all_lags.sort_by(f64::total_cmp);
+        let p = |q: f64| all_lags.get(((all_lags.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0.0);
+        let secs = all_secs.saturating_sub(1).max(1);
+        println!(
+            "summary bytes_per_s={} lag_p50_ms={:.1} lag_p99_ms={:.1} lag_max_ms={:.1} hosts={}",
+            all_bytes as u64 / secs,
+            p(0.5),
+            p(0.99),
+            p(1.0),
+            replica.snapshot().map_or(0, |s| s.hosts.len())
+        );
+        Ok(())
+    })
+}
