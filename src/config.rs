@@ -205,7 +205,7 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct General {
     pub interval: Duration,
     pub history: Duration,
@@ -223,7 +223,7 @@ impl General {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SshSettings {
     pub config_file: PathBuf,
     pub known_hosts: PathBuf,
@@ -236,7 +236,7 @@ pub struct SshSettings {
     pub max_output: usize,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PingSettings {
     pub window: usize,
     pub down_after: u32,
@@ -244,7 +244,7 @@ pub struct PingSettings {
 }
 
 /// One watched host after cross-product expansion.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostConfig {
     pub name: HostName,
     pub group: Option<String>,

@@ -15,6 +15,7 @@ pub mod fleet;
 pub mod format;
 pub mod headless;
 pub mod model;
+pub mod reload;
 pub mod runtime;
 pub mod snapshot;
 pub mod store;

@@ -51,6 +51,8 @@ pub struct Feeds {
     pub events: broadcast::Receiver<Event>,
     pub commands: mpsc::Sender<Command>,
     pub reconnect: broadcast::Sender<HostName>,
+    /// Where the reload key goes (`None`: this dashboard cannot reload, e.g. attached).
+    pub reloader: Option<Arc<tokio::sync::Mutex<crate::reload::Reloader>>>,
 }
 
 impl Feeds {
@@ -60,6 +62,7 @@ impl Feeds {
             events: r.subscribe(),
             commands: r.commands.clone(),
             reconnect: r.reconnect.clone(),
+            reloader: Some(r.reloader()),
         }
     }
 }
@@ -87,6 +90,27 @@ pub async fn run(config: Arc<Config>, theme: Option<&str>) -> anyhow::Result<()>
     let running = crate::runtime::start(config.clone());
     let feeds = Feeds::from_running(&running);
     run_with(&config, theme, keymap, feeds).await
+}
+
+/// The reload key: re-reads the config, checks what only the dashboard checks (key
+/// bindings, theme) as well, and applies it or refuses it whole; the outcome arrives as an
+/// event. Bindings and theme themselves change at the next start.
+async fn reload(reloader: Arc<tokio::sync::Mutex<crate::reload::Reloader>>) {
+    let mut r = reloader.lock().await;
+    let path = r.config().path.clone();
+    match crate::config::load(path.as_deref()) {
+        Ok(new) => match prepare(&new, None) {
+            Ok(_) => {
+                r.apply(new).await;
+            }
+            Err(e) => {
+                r.refuse(e.to_string().lines().map(String::from).collect());
+            }
+        },
+        Err(errors) => {
+            r.refuse(errors.0.iter().map(ToString::to_string).collect());
+        }
+    }
 }
 
 fn check_terminal() -> anyhow::Result<()> {
@@ -195,7 +219,14 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
                 }
             }
             ev = feeds.events.recv(), if events_open => match ev {
-                Ok(e) => log::record_event(&e),
+                Ok(e) => {
+                    if let crate::event::EventKind::Reload { .. } = &e.kind {
+                        // The outcome on the status line too: refused reloads must be seen.
+                        app.message = Some(e.summary());
+                        dirty = true;
+                    }
+                    log::record_event(&e)
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     ::log::warn!(target: "lookout", "the log missed {n} events");
                 }
@@ -232,6 +263,12 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
                 Effect::Reconnect(h) => {
                     let _ = feeds.reconnect.send(h);
                 }
+                Effect::Reload => match &feeds.reloader {
+                    Some(r) => {
+                        tokio::spawn(reload(r.clone()));
+                    }
+                    None => app.message = Some("this dashboard cannot reload the config".into()),
+                },
                 Effect::Bell => {
                     let w = terminal.backend_mut();
                     let _ = w.write_all(b"\x07");
