@@ -16,6 +16,7 @@ pub mod format;
 pub mod headless;
 pub mod model;
 pub mod reload;
+pub mod ruletest;
 pub mod runtime;
 pub mod snapshot;
 pub mod store;

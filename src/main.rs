@@ -9,6 +9,16 @@ use lookout::{commands, config};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    // Rule tests bring their own configs.
+    if let Some(Command::Test { files }) = &cli.command {
+        return match lookout::ruletest::main(files, &mut std::io::stdout().lock()) {
+            Ok(code) => ExitCode::from(code),
+            Err(e) => {
+                eprintln!("lookout: {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let mut config = match config::load(cli.common.config.as_deref()) {
         Ok(c) => c,
         Err(errors) => {
@@ -63,7 +73,7 @@ fn main() -> ExitCode {
                 lookout::ui::run(config, cli.theme.as_deref()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Some(Command::Check) => Ok(ExitCode::SUCCESS),
+            Some(Command::Check | Command::Test { .. }) => Ok(ExitCode::SUCCESS),
         }
     });
     // Collector threads block in sysinfo; do not wait for them.
