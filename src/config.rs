@@ -193,6 +193,9 @@ pub struct Config {
     pub hosts: Vec<HostConfig>,
     pub prometheus: Vec<crate::collectors::prometheus::PrometheusSource>,
     pub alertmanager: crate::alertmanager::AlertmanagerSettings,
+    /// Hosts named on the command line and `--all-ssh-hosts` (src/cli_hosts.rs), kept so
+    /// that a reload adds them to the re-read config again.
+    pub command_line_hosts: (Vec<String>, bool),
     /// `--metrics-addr`: where `/metrics` is served (set from the command line).
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub triggers: Vec<Rule>,
@@ -234,6 +237,17 @@ pub struct SshSettings {
     pub poll_timeout: Duration,
     pub max_handshakes: usize,
     pub max_output: usize,
+    /// Which of the keys above the file set: those win over the ssh config's keywords.
+    pub explicit: SshExplicit,
+}
+
+/// The `[ssh]` keys a user wrote (the rest are defaults, which the ssh config overrides).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SshExplicit {
+    pub known_hosts: bool,
+    pub host_key_policy: bool,
+    pub identity_files: bool,
+    pub connect_timeout: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -520,7 +534,14 @@ fn validate(
         max_actions: g.max_actions.unwrap_or(8).max(1),
         action_timeout: g.action_timeout.unwrap_or(Duration::from_secs(30)),
     };
+    let explicit = SshExplicit {
+        known_hosts: s.known_hosts.is_some(),
+        host_key_policy: s.host_key_policy.is_some(),
+        identity_files: s.identity_files.is_some(),
+        connect_timeout: s.connect_timeout.is_some(),
+    };
     let ssh = SshSettings {
+        explicit,
         config_file: expand_path(s.config_file.as_deref().unwrap_or("~/.ssh/config")),
         known_hosts: expand_path(s.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts")),
         host_key_policy: s.host_key_policy.unwrap_or(HostKeyPolicy::Strict),
@@ -694,6 +715,7 @@ fn validate(
         hosts,
         prometheus,
         alertmanager,
+        command_line_hosts: (Vec::new(), false),
         metrics_addr: None,
         triggers,
         default_triggers,

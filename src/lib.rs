@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod cli;
+pub mod cli_hosts;
 pub mod clock;
 pub mod collectors;
 pub mod commands;
@@ -16,6 +17,7 @@ pub mod format;
 pub mod headless;
 pub mod model;
 pub mod reload;
+pub mod resolution;
 pub mod ruletest;
 pub mod runtime;
 pub mod snapshot;

@@ -207,11 +207,22 @@ impl Reloader {
 
     /// Re-reads the running config's files (the same `--config`, or the default place).
     pub async fn reload(&mut self) -> ReloadOutcome {
-        let path = self.config.path.clone();
-        match crate::config::load(path.as_deref()) {
+        match self.load() {
             Ok(new) => self.apply(new).await,
-            Err(errors) => self.refuse(errors.0.iter().map(ToString::to_string).collect()),
+            Err(errors) => self.refuse(errors),
         }
+    }
+
+    /// The running config's files read again, with the hosts named on the command line
+    /// added as at start-up; every error on failure.
+    pub fn load(&self) -> Result<Config, Vec<String>> {
+        let path = self.config.path.clone();
+        let mut new = crate::config::load(path.as_deref())
+            .map_err(|errors| errors.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let (names, all) = &self.config.command_line_hosts;
+        crate::cli_hosts::add(&mut new, names, *all).map_err(|e| vec![e])?;
+        new.command_line_hosts = self.config.command_line_hosts.clone();
+        Ok(new)
     }
 
     /// Refuses a reload: the running config stays; the errors go to the log.

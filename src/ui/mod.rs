@@ -97,8 +97,7 @@ pub async fn run(config: Arc<Config>, theme: Option<&str>) -> anyhow::Result<()>
 /// event. Bindings and theme themselves change at the next start.
 async fn reload(reloader: Arc<tokio::sync::Mutex<crate::reload::Reloader>>) {
     let mut r = reloader.lock().await;
-    let path = r.config().path.clone();
-    match crate::config::load(path.as_deref()) {
+    match r.load() {
         Ok(new) => match prepare(&new, None) {
             Ok(_) => {
                 r.apply(new).await;
@@ -108,7 +107,7 @@ async fn reload(reloader: Arc<tokio::sync::Mutex<crate::reload::Reloader>>) {
             }
         },
         Err(errors) => {
-            r.refuse(errors.0.iter().map(ToString::to_string).collect());
+            r.refuse(errors);
         }
     }
 }
