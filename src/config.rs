@@ -82,6 +82,18 @@ pub struct GeneralFile {
     pub max_actions: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub action_timeout: Option<Duration>,
+    /// `"watch"`: reload when a config file changes (besides SIGHUP and the reload key).
+    pub reload: Option<ReloadMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadMode {
+    /// On SIGHUP, the dashboard's reload key or `lookout reload` only.
+    #[default]
+    Manual,
+    /// Also when the files change (polled; src/reload.rs).
+    Watch,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -187,6 +199,8 @@ pub struct Config {
     pub path: Option<PathBuf>,
     /// Every file read: the main one and those it includes (what a reload re-reads).
     pub files: Vec<PathBuf>,
+    /// The folders `include` globs search (`reload = "watch"` looks for new files there).
+    pub include_dirs: Vec<PathBuf>,
     pub general: General,
     pub ssh: SshSettings,
     pub ping: PingSettings,
@@ -216,6 +230,7 @@ pub struct General {
     pub bell: bool,
     pub max_actions: usize,
     pub action_timeout: Duration,
+    pub reload: ReloadMode,
 }
 
 impl General {
@@ -477,9 +492,18 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigErrors> {
 pub fn parse(text: &str, file: &str, path: Option<PathBuf>) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    let files = include::gather(text, file, path.as_deref(), &mut errors, &mut warnings);
+    let mut glob_dirs = Vec::new();
+    let files = include::gather(
+        text,
+        file,
+        path.as_deref(),
+        &mut errors,
+        &mut warnings,
+        &mut glob_dirs,
+    );
     let order: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
-    let config = validate(files, path, &mut errors, warnings);
+    let mut config = validate(files, path, &mut errors, warnings);
+    config.include_dirs = glob_dirs;
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -533,6 +557,7 @@ fn validate(
         bell: g.bell.unwrap_or(false),
         max_actions: g.max_actions.unwrap_or(8).max(1),
         action_timeout: g.action_timeout.unwrap_or(Duration::from_secs(30)),
+        reload: g.reload.unwrap_or_default(),
     };
     let explicit = SshExplicit {
         known_hosts: s.known_hosts.is_some(),
@@ -709,6 +734,7 @@ fn validate(
     Config {
         path,
         files: files.iter().filter_map(|f| f.path.clone()).collect(),
+        include_dirs: Vec::new(),
         general,
         ssh,
         ping,

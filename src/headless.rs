@@ -30,6 +30,7 @@ pub async fn run(config: Arc<Config>, duration: Option<Duration>, mut out: impl 
     let triggers = config.triggers.len();
     let mut running = crate::runtime::start(config);
     running.reload_on_sighup();
+    running.watch_config();
     let mut events = running.subscribe_from_start();
     let started = Event::new(SystemTime::now(), EventKind::Started { hosts, triggers });
     if emit(&mut out, &started).is_err() {

@@ -321,6 +321,68 @@ impl Reloader {
     }
 }
 
+/// How often the files of a `reload = "watch"` config are looked at.
+pub const WATCH_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What the files of a config look like on disk: the modification time and size of each
+/// file and of each folder an include glob searches (it changes when a file is added).
+type Fingerprint = Vec<(std::path::PathBuf, Option<(SystemTime, u64)>)>;
+
+fn fingerprint(config: &Config) -> Fingerprint {
+    let mut paths: Vec<std::path::PathBuf> = config.files.clone();
+    paths.extend(config.include_dirs.iter().cloned());
+    paths.sort();
+    paths.dedup();
+    paths
+        .into_iter()
+        .map(|p| {
+            let m = std::fs::metadata(&p)
+                .ok()
+                .and_then(|m| Some((m.modified().ok()?, m.len())));
+            (p, m)
+        })
+        .collect()
+}
+
+/// Polls the running config's files and reloads when they change and then hold still for
+/// one more look (an editor or a script writing several files is not caught midway).
+/// Polling, not inotify: a handful of stat calls a second, and it works on any filesystem.
+pub fn watch(
+    reloader: Arc<tokio::sync::Mutex<Reloader>>,
+    config: &Config,
+) -> impl Future<Output = ()> + use<> {
+    // Taken now, not when the task first runs: a change made meanwhile is not missed.
+    let seen = fingerprint(config);
+    watch_from(reloader, seen)
+}
+
+async fn watch_from(reloader: Arc<tokio::sync::Mutex<Reloader>>, mut seen: Fingerprint) {
+    let mut pending: Option<Vec<_>> = None;
+    loop {
+        tokio::time::sleep(WATCH_EVERY).await;
+        let config = reloader.lock().await.config().clone();
+        if config.general.reload != crate::config::ReloadMode::Watch {
+            return;
+        }
+        let now = fingerprint(&config);
+        if now == seen {
+            pending = None;
+            continue;
+        }
+        if pending.as_ref() != Some(&now) {
+            pending = Some(now);
+            continue;
+        }
+        log::info!("config files changed: reloading");
+        let mut r = reloader.lock().await;
+        r.reload().await;
+        // After a refused reload the running config's files are the ones on disk: the
+        // next change is looked for from here.
+        seen = fingerprint(r.config());
+        pending = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

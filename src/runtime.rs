@@ -79,6 +79,14 @@ impl Running {
         }
     }
 
+    /// With `[general] reload = "watch"`, reloads when the config files change (src/reload.rs);
+    /// otherwise does nothing.
+    pub fn watch_config(&self) {
+        if self.config.general.reload == crate::config::ReloadMode::Watch {
+            tokio::spawn(crate::reload::watch(self.reloader.clone(), &self.config));
+        }
+    }
+
     /// Subscribe to events from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.events.subscribe()

@@ -235,3 +235,49 @@ fn sighup_reloads_a_headless_run() {
     let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
     let _ = child.wait();
 }
+
+/// `[general] reload = "watch"`: a changed file is reloaded without a signal, a file added
+/// to an included folder too.
+#[test]
+fn watched_files_reload_on_change() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let main = dir.path().join("lookout.toml");
+    std::fs::create_dir(dir.path().join("conf.d")).expect("conf.d");
+    std::fs::write(
+        &main,
+        "include = [\"conf.d/*.toml\"]\n[general]\ninterval = \"200ms\"\nreload = \"watch\"\n\
+         [[hosts]]\nnames = [\"me\"]\nvia = \"local\"\n",
+    )
+    .expect("config");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["run", "--headless", "--duration", "30s", "--config"])
+        .arg(&main)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start lookout");
+    let pid = child.id();
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut next_event = |kind: &str| -> serde_json::Value {
+        for line in lines.by_ref() {
+            let v: serde_json::Value = serde_json::from_str(&line.expect("line")).expect("json");
+            if v["event"] == kind {
+                return v;
+            }
+        }
+        panic!("no {kind} event");
+    };
+    next_event("started");
+    std::fs::write(
+        dir.path().join("conf.d/t.toml"),
+        "[[trigger]]\nname = \"t\"\nmetric = \"host.up\"\nbelow = 1\n",
+    )
+    .expect("trigger");
+    let started = Instant::now();
+    let ev = next_event("reload");
+    assert_eq!(ev["applied"], true, "{ev}");
+    assert_eq!(ev["details"][0], "triggers added: t", "{ev}");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let _ = Command::new("kill").args(["-TERM", &pid.to_string()]).status();
+    let _ = child.wait();
+}

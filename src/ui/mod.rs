@@ -88,6 +88,7 @@ pub async fn run(config: Arc<Config>, theme: Option<&str>) -> anyhow::Result<()>
         config.path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default()
     );
     let running = crate::runtime::start(config.clone());
+    running.watch_config();
     let feeds = Feeds::from_running(&running);
     run_with(&config, theme, keymap, feeds).await
 }
