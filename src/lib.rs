@@ -20,6 +20,7 @@ pub mod reload;
 pub mod resolution;
 pub mod ruletest;
 pub mod runtime;
+pub mod serve;
 pub mod snapshot;
 pub mod store;
 pub mod suggest;
