@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
             events: events_rx,
             commands: commands_tx,
             reconnect: reconnect_tx,
+            reloader: None,
             link: None,
         };
         let theme = Theme::load("default", Theme::no_color_env()).map_err(anyhow::Error::msg)?;

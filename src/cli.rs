@@ -117,6 +117,13 @@ pub enum Command {
         #[arg(long, default_value_t = 1.0, value_name = "N")]
         speed: f64,
     },
+    /// Run rule tests: samples over time and the trigger states and actions expected
+    /// (README, "Rule tests"). Exit 0 when all pass, else print each failure and exit 1.
+    Test {
+        /// Test files (TOML).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<PathBuf>,
+    },
     /// Run the engine and triggers without a screen; every event as one JSON line on stdout.
     Run {
         /// Required: there is no other mode of `run` yet.

@@ -85,6 +85,18 @@ pub struct GeneralFile {
     pub max_actions: Option<usize>,
     #[serde(default, with = "humantime_serde")]
     pub action_timeout: Option<Duration>,
+    /// `"watch"`: reload when a config file changes (besides SIGHUP and the reload key).
+    pub reload: Option<ReloadMode>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReloadMode {
+    /// On SIGHUP, the dashboard's reload key or `lookout reload` only.
+    #[default]
+    Manual,
+    /// Also when the files change (polled; src/reload.rs).
+    Watch,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -190,6 +202,8 @@ pub struct Config {
     pub path: Option<PathBuf>,
     /// Every file read: the main one and those it includes (what a reload re-reads).
     pub files: Vec<PathBuf>,
+    /// The folders `include` globs search (`reload = "watch"` looks for new files there).
+    pub include_dirs: Vec<PathBuf>,
     pub general: General,
     pub ssh: SshSettings,
     pub ping: PingSettings,
@@ -198,6 +212,9 @@ pub struct Config {
     pub alertmanager: crate::alertmanager::AlertmanagerSettings,
     /// `[record]` (`--no-record` turns `enabled` off).
     pub record: crate::record::RecordSettings,
+    /// Hosts named on the command line and `--all-ssh-hosts` (src/cli_hosts.rs), kept so
+    /// that a reload adds them to the re-read config again.
+    pub command_line_hosts: (Vec<String>, bool),
     /// `--metrics-addr`: where `/metrics` is served (set from the command line).
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub triggers: Vec<Rule>,
@@ -210,7 +227,7 @@ pub struct Config {
     pub warnings: Vec<String>,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct General {
     pub interval: Duration,
     pub history: Duration,
@@ -218,6 +235,7 @@ pub struct General {
     pub bell: bool,
     pub max_actions: usize,
     pub action_timeout: Duration,
+    pub reload: ReloadMode,
 }
 
 impl General {
@@ -228,7 +246,7 @@ impl General {
     }
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct SshSettings {
     pub config_file: PathBuf,
     pub known_hosts: PathBuf,
@@ -244,7 +262,7 @@ pub struct SshSettings {
 }
 
 /// The `[ssh]` keys a user wrote (the rest are defaults, which the ssh config overrides).
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct SshExplicit {
     pub known_hosts: bool,
     pub host_key_policy: bool,
@@ -252,7 +270,7 @@ pub struct SshExplicit {
     pub connect_timeout: bool,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct PingSettings {
     pub window: usize,
     pub down_after: u32,
@@ -260,7 +278,7 @@ pub struct PingSettings {
 }
 
 /// One watched host after cross-product expansion.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct HostConfig {
     pub name: HostName,
     pub group: Option<String>,
@@ -479,9 +497,18 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigErrors> {
 pub fn parse(text: &str, file: &str, path: Option<PathBuf>) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut warnings = Vec::new();
-    let files = include::gather(text, file, path.as_deref(), &mut errors, &mut warnings);
+    let mut glob_dirs = Vec::new();
+    let files = include::gather(
+        text,
+        file,
+        path.as_deref(),
+        &mut errors,
+        &mut warnings,
+        &mut glob_dirs,
+    );
     let order: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
-    let config = validate(files, path, &mut errors, warnings);
+    let mut config = validate(files, path, &mut errors, warnings);
+    config.include_dirs = glob_dirs;
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -537,6 +564,7 @@ fn validate(
         bell: g.bell.unwrap_or(false),
         max_actions: g.max_actions.unwrap_or(8).max(1),
         action_timeout: g.action_timeout.unwrap_or(Duration::from_secs(30)),
+        reload: g.reload.unwrap_or_default(),
     };
     let explicit = SshExplicit {
         known_hosts: s.known_hosts.is_some(),
@@ -713,6 +741,7 @@ fn validate(
     Config {
         path,
         files: files.iter().filter_map(|f| f.path.clone()).collect(),
+        include_dirs: Vec::new(),
         general,
         ssh,
         ping,
@@ -720,6 +749,7 @@ fn validate(
         prometheus,
         alertmanager,
         record,
+        command_line_hosts: (Vec::new(), false),
         metrics_addr: None,
         triggers,
         default_triggers,

@@ -19,6 +19,8 @@ use crate::snapshot::{HostView, MaxRiskLine, Snapshot};
 use crate::store::{HostHistory, RateTracker};
 use crate::triggers::{Command, TriggerSet};
 
+mod reload;
+
 struct HostState {
     view: Arc<HostView>,
     rates: RateTracker,
@@ -259,6 +261,10 @@ impl Engine {
 
     /// A command from a front end (acknowledge, silence). Reconnects are the collectors'.
     pub fn command(&mut self, cmd: &Command) {
+        if let Command::Reload(req) = cmd {
+            req.answer(self.reload(req.config.clone()));
+            return;
+        }
         let now = self.clock.now();
         let events = self.triggers.command(cmd, now);
         if !events.is_empty() {

@@ -29,6 +29,12 @@ pub enum EventKind {
     },
     Trigger(TriggerEvent),
     Action(ActionEvent),
+    /// The config was re-read (SIGHUP, the dashboard's reload key, `lookout reload`):
+    /// applied, with what changed, or refused whole, with every error.
+    Reload {
+        applied: bool,
+        details: Vec<String>,
+    },
     /// The runner is stopping (signal or `--duration` reached).
     Stopped {
         reason: String,
@@ -55,6 +61,23 @@ impl Event {
             },
             EventKind::Trigger(t) => t.summary(),
             EventKind::Action(a) => a.summary(),
+            EventKind::Reload {
+                applied: true,
+                details,
+            } if details.is_empty() => "config reloaded: nothing changed".to_string(),
+            EventKind::Reload {
+                applied: true,
+                details,
+            } => {
+                format!("config reloaded: {}", details.join("; "))
+            }
+            EventKind::Reload {
+                applied: false,
+                details,
+            } => format!(
+                "config reload refused, the running config stays: {}",
+                details.join("; ")
+            ),
             EventKind::Stopped { reason } => format!("stopped: {reason}"),
         }
     }

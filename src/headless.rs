@@ -1,7 +1,8 @@
 //! `lookout run --headless`: the engine, collectors, triggers and actions with no screen.
 //! Every event is written as one JSON line to stdout (flushed per line), from a `started`
 //! line to a `stopped` line. It stops on SIGINT or SIGTERM, at `--duration`, or when stdout
-//! closes; running actions are given their timeout before it exits.
+//! closes; running actions are given their timeout before it exits. SIGHUP reloads the
+//! config in place (src/reload.rs).
 
 use std::io::Write;
 use std::sync::Arc;
@@ -28,6 +29,8 @@ pub async fn run(config: Arc<Config>, duration: Option<Duration>, mut out: impl 
     let hosts = config.hosts.len();
     let triggers = config.triggers.len();
     let mut running = crate::runtime::start(config.clone());
+    running.reload_on_sighup();
+    running.watch_config();
     let mut events = running.subscribe_from_start();
     let recorder = crate::record::start(&config, &running);
     let mut rec_watch = tokio::time::interval(Duration::from_secs(1));

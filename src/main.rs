@@ -50,6 +50,16 @@ fn main() -> ExitCode {
                 }
             };
         }
+        // Rule tests bring their own configs.
+        Some(Command::Test { files }) => {
+            return match lookout::ruletest::main(files, &mut std::io::stdout().lock()) {
+                Ok(code) => ExitCode::from(code),
+                Err(e) => {
+                    eprintln!("lookout: {e}");
+                    ExitCode::FAILURE
+                }
+            };
+        }
         _ => {}
     }
     let check_json = matches!(cli.command, Some(Command::Check { json: true, .. }));
@@ -71,6 +81,7 @@ fn main() -> ExitCode {
         eprintln!("lookout: {e}");
         return ExitCode::from(2);
     }
+    config.command_line_hosts = (cli.hosts(), cli.common.all_ssh_hosts);
     // Key bindings and the theme are the dashboard's to validate; `check` reports them too.
     if let Err(e) = lookout::ui::prepare(&config, cli.theme.as_deref()) {
         eprintln!("{e}");
@@ -218,9 +229,13 @@ fn main() -> ExitCode {
                 lookout::ui::run(config, cli.theme.as_deref()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Some(Command::Check { .. } | Command::Completions { .. } | Command::Manpage | Command::Init) => {
-                Ok(ExitCode::SUCCESS)
-            }
+            Some(
+                Command::Check { .. }
+                | Command::Completions { .. }
+                | Command::Manpage
+                | Command::Init
+                | Command::Test { .. },
+            ) => Ok(ExitCode::SUCCESS),
         }
     });
     // Collector threads block in sysinfo; do not wait for them.

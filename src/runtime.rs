@@ -6,10 +6,11 @@ use tokio::sync::{broadcast, mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::clock::{Clock, SystemClock};
-use crate::config::{Config, Via};
+use crate::config::Config;
 use crate::engine::{self, Engine, EngineChannels};
 use crate::event::Event;
 use crate::model::{HostName, Update};
+use crate::reload::{Collectors, ReloadOutcome, Reloader};
 use crate::snapshot::Snapshot;
 use crate::triggers::Command;
 use crate::triggers::action::{ActionRunner, ActionSettings};
@@ -39,12 +40,51 @@ pub struct Running {
     updates: mpsc::Sender<Update>,
     /// Subscribed before the engine started, so the first front end misses no event.
     first_events: Option<broadcast::Receiver<Event>>,
+    /// The running config and its collectors, for reloads (src/reload.rs).
+    reloader: Arc<tokio::sync::Mutex<Reloader>>,
 }
 
 impl Running {
     /// A sender for extra update sources (tests, external collectors).
     pub fn updates(&self) -> mpsc::Sender<Update> {
         self.updates.clone()
+    }
+
+    /// Re-reads the config files and applies them in place, or refuses them whole (the
+    /// outcome is also sent as an event). Reloads run one at a time.
+    pub async fn reload(&self) -> ReloadOutcome {
+        self.reloader.lock().await.reload().await
+    }
+
+    /// The reloader itself: for front ends that validate more before applying (the
+    /// dashboard's key bindings) and for `serve`'s Reload request.
+    pub fn reloader(&self) -> Arc<tokio::sync::Mutex<Reloader>> {
+        self.reloader.clone()
+    }
+
+    /// Reloads the config on every SIGHUP from now on (the dashboard, headless runs,
+    /// `serve`). Without a signal handler the process would die of SIGHUP instead.
+    pub fn reload_on_sighup(&self) {
+        let reloader = self.reloader.clone();
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+            Ok(mut hup) => {
+                tokio::spawn(async move {
+                    while hup.recv().await.is_some() {
+                        log::info!("SIGHUP: reloading the config");
+                        reloader.lock().await.reload().await;
+                    }
+                });
+            }
+            Err(e) => log::warn!("cannot watch SIGHUP, no reload on it: {e}"),
+        }
+    }
+
+    /// With `[general] reload = "watch"`, reloads when the config files change (src/reload.rs);
+    /// otherwise does nothing.
+    pub fn watch_config(&self) {
+        if self.config.general.reload == crate::config::ReloadMode::Watch {
+            tokio::spawn(crate::reload::watch(self.reloader.clone(), &self.config));
+        }
     }
 
     /// Subscribe to events from now on.
@@ -78,18 +118,6 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     let engine = Engine::new(config.clone(), clock.clone());
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::empty(config.general.interval)));
 
-    for host in config.hosts.iter().filter(|h| h.via == Via::Local) {
-        crate::collectors::local::spawn(host, config.general.interval, updates_tx.clone());
-    }
-    let ping_targets = crate::collectors::ping::targets(&config);
-    if !ping_targets.is_empty() {
-        crate::collectors::ping::spawn(
-            ping_targets,
-            config.ping.clone(),
-            config.general.interval,
-            updates_tx.clone(),
-        );
-    }
     crate::collectors::prometheus::spawn_all(&config.prometheus, &updates_tx);
     crate::alertmanager::spawn(&config, clock.clone(), &events_tx);
 
@@ -103,7 +131,16 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     );
     tokio::spawn(actions.clone().serve(events_tx.subscribe()));
     let first_events = Some(events_tx.subscribe());
-    crate::collectors::ssh::spawn_all(&config, &updates_tx, &reconnect_tx);
+    // Local, ping and SSH collectors, kept per host so that a reload can start and stop one.
+    let collectors = Collectors::start(&config, &updates_tx, &reconnect_tx);
+    let reloader = Arc::new(tokio::sync::Mutex::new(Reloader::new(
+        config.clone(),
+        collectors,
+        commands_tx.clone(),
+        updates_tx.clone(),
+        reconnect_tx.clone(),
+        events_tx.clone(),
+    )));
 
     if let Some(addr) = config.metrics_addr {
         let snaps = snap_rx.clone();
@@ -134,5 +171,6 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
         actions,
         updates: updates_tx,
         first_events,
+        reloader,
     }
 }

@@ -107,7 +107,9 @@ fn a_split_config_reads_every_file_in_order() {
     // web.d's watch list applied to the web group.
     let hosts: Vec<&str> = stdout
         .lines()
-        .filter(|l| l.starts_with("    ") && l.contains(" (") && !l.contains(" for "))
+        .skip_while(|l| !l.ends_with(" hosts:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("    "))
         .collect();
     assert_eq!(
         hosts,

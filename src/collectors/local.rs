@@ -315,6 +315,18 @@ pub fn parse_cpu_list(text: &str) -> Vec<usize> {
 
 /// Runs the local collector on its own thread (sysinfo blocks) until the engine goes away.
 pub fn spawn(host: &HostConfig, interval: Duration, tx: mpsc::Sender<Update>) -> std::thread::JoinHandle<()> {
+    spawn_stoppable(host, interval, tx, Arc::default())
+}
+
+/// [`spawn`] that also ends (before its next sample) once `stop` is set: a reload that
+/// drops or changes the host.
+pub fn spawn_stoppable(
+    host: &HostConfig,
+    interval: Duration,
+    tx: mpsc::Sender<Update>,
+    stop: Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<()> {
+    let stopped = move || stop.load(std::sync::atomic::Ordering::Relaxed);
     let host = host.clone();
     std::thread::Builder::new()
         .name("lookout-local".into())
@@ -333,7 +345,7 @@ pub fn spawn(host: &HostConfig, interval: Duration, tx: mpsc::Sender<Update>) ->
             let mut next = Instant::now();
             loop {
                 let sample = collector.collect();
-                if tx.blocking_send(Update::Sample(sample)).is_err() {
+                if stopped() || tx.blocking_send(Update::Sample(sample)).is_err() {
                     return;
                 }
                 next += interval;

@@ -53,8 +53,10 @@ pub fn gather(
     path: Option<&Path>,
     errors: &mut Vec<ConfigError>,
     warnings: &mut Vec<String>,
+    glob_dirs: &mut Vec<PathBuf>,
 ) -> Vec<SourceFile> {
     let mut g = Gatherer {
+        glob_dirs: Vec::new(),
         out: Vec::new(),
         seen: Vec::new(),
         chain: Vec::new(),
@@ -69,11 +71,14 @@ pub fn gather(
         Arc::from(text),
         None,
     );
+    glob_dirs.append(&mut g.glob_dirs);
     g.out
 }
 
 struct Gatherer<'a> {
     out: Vec<SourceFile>,
+    /// The folders globs search (a file added there changes what the config is).
+    glob_dirs: Vec<PathBuf>,
     /// Canonical paths read so far, with the place that included each.
     seen: Vec<(PathBuf, String)>,
     /// Names of the files on the current include path, for cycle messages.
@@ -200,6 +205,19 @@ impl Gatherer<'_> {
                 expanded.to_string_lossy()
             )
         };
+        // The deepest folder without wildcards, watched for new files.
+        let fixed: PathBuf = Path::new(&full)
+            .components()
+            .take_while(|c| !c.as_os_str().to_string_lossy().contains(['*', '?', '[']))
+            .collect();
+        let fixed = if fixed.as_os_str().is_empty() {
+            PathBuf::from(".")
+        } else {
+            fixed
+        };
+        if !self.glob_dirs.contains(&fixed) {
+            self.glob_dirs.push(fixed);
+        }
         let paths = match glob::glob(&full) {
             Ok(paths) => paths,
             Err(e) => {

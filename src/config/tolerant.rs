@@ -153,6 +153,7 @@ mod tests {
         assert!(msgs.iter().all(|m| !m.starts_with("missing field")), "{msgs:?}");
         let doc = t.value.expect("what is left deserializes");
         assert_eq!(doc.a, None);
+        assert_eq!(doc.item.iter().map(|i| i.n).sum::<u32>(), 0);
         assert_eq!(
             doc.item.iter().map(|i| i.name.as_str()).collect::<Vec<_>>(),
             ["ok", "two"]

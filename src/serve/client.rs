@@ -211,6 +211,9 @@ pub fn attach_feeds(config: &Config, target: Target) -> crate::ui::Feeds {
         events,
         commands,
         reconnect,
+        // The reload key of an attached dashboard would reload this process, not the
+        // server: `lookout reload --socket` asks the server.
+        reloader: None,
         link: Some(link_rx),
     }
 }
@@ -310,7 +313,8 @@ async fn session(mut conn: Connection, replica: &mut Replica, ends: &mut LinkEnd
                 }
             }
             c = ends.commands.recv() => match c {
-                Some(c) => if let Err(e) = send(&mut conn.write, &ClientMsg::Command(WireCommand::from_command(c))).await {
+                Some(c) => if let Some(w) = WireCommand::from_command(c)
+                    && let Err(e) = send(&mut conn.write, &ClientMsg::Command(w)).await {
                     return Ended::Lost(e);
                 },
                 None => return Ended::Quit,

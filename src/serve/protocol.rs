@@ -194,9 +194,10 @@ pub enum WireCommand {
 
 impl WireCommand {
     /// The wire form of a dashboard's command (a name given with it is the server's to set).
-    pub fn from_command(c: crate::triggers::Command) -> Self {
+    /// `None` for what has no wire form (a reload goes as [`ClientMsg::Reload`]).
+    pub fn from_command(c: crate::triggers::Command) -> Option<Self> {
         use crate::triggers::Command;
-        match c {
+        Some(match c {
             Command::Acknowledge {
                 trigger,
                 host,
@@ -218,8 +219,9 @@ impl WireCommand {
                 until,
             },
             Command::Reconnect { host } => WireCommand::Reconnect { host },
-            Command::By { command, .. } => WireCommand::from_command(*command),
-        }
+            Command::By { command, .. } => return WireCommand::from_command(*command),
+            Command::Reload(_) => return None,
+        })
     }
 
     /// The engine's command, given by `user`.

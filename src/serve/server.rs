@@ -83,6 +83,8 @@ struct Ctx {
     hub: Hub,
     commands: mpsc::Sender<crate::triggers::Command>,
     reconnect: broadcast::Sender<crate::model::HostName>,
+    /// Where a Reload request goes (src/reload.rs); `None` in tests without an engine.
+    reloader: Option<Arc<tokio::sync::Mutex<crate::reload::Reloader>>>,
     owner: u32,
     group: Option<Group>,
 }
@@ -177,6 +179,7 @@ pub async fn serve(config: Arc<Config>, opts: ServeOptions) -> anyhow::Result<()
         },
         commands: running.commands.clone(),
         reconnect: running.reconnect.clone(),
+        reloader: Some(running.reloader()),
         owner: rustix::process::getuid().as_raw(),
         group,
     });
@@ -418,10 +421,31 @@ async fn read_commands<R: AsyncRead + Unpin>(
         }
         tokens -= 1.0;
         match msg {
-            ClientMsg::Reload => reply(
-                false,
-                format!("this server ({}) does not support reload", protocol::program()),
-            ),
+            ClientMsg::Reload => match &ctx.reloader {
+                None => reply(
+                    false,
+                    format!("this server ({}) does not support reload", protocol::program()),
+                ),
+                Some(r) => {
+                    log::info!("{user} asked for a config reload");
+                    let outcome = r.lock().await.reload().await;
+                    match outcome {
+                        crate::reload::ReloadOutcome::Applied(d) if d.is_empty() => {
+                            reply(true, "config reloaded: nothing changed".into());
+                        }
+                        crate::reload::ReloadOutcome::Applied(d) => {
+                            reply(true, format!("config reloaded: {}", d.join("; ")));
+                        }
+                        crate::reload::ReloadOutcome::Refused(e) => reply(
+                            false,
+                            format!(
+                                "config reload refused, the running config stays:\n{}",
+                                e.join("\n")
+                            ),
+                        ),
+                    }
+                }
+            },
             ClientMsg::Command(WireCommand::Reconnect { host }) => {
                 log::info!("{user} asked to reconnect {host}");
                 let _ = ctx.reconnect.send(host.into());
@@ -451,6 +475,7 @@ mod tests {
             },
             commands: mpsc::channel(4).0,
             reconnect: broadcast::channel(4).0,
+            reloader: None,
             owner: 0,
             group: None,
         })

@@ -6,4 +6,4 @@ pub mod rule;
 pub mod state;
 
 pub use action::ActionEvent;
-pub use state::{Command, TriggerEvent, TriggerSet, TriggerState, TriggerView};
+pub use state::{Command, ReloadRequest, RuleChanges, TriggerEvent, TriggerSet, TriggerState, TriggerView};

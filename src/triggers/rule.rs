@@ -237,7 +237,7 @@ pub enum Aggregate {
 }
 
 /// A validated rule.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Rule {
     pub name: String,
     pub metric: Metric,
@@ -453,6 +453,14 @@ impl Rule {
     /// Whether an instance name matches the rule's pattern (`*` matches any run of chars).
     pub fn matches_instance(&self, instance: &str) -> bool {
         self.instance.as_deref().is_none_or(|p| glob_match(p, instance))
+    }
+
+    /// Whether two rules judge alike, apart from which hosts their selectors resolve to (a
+    /// host added to `@web` on reload does not make `hosts = ["@web"]` a new rule).
+    pub fn same_rule(&self, other: &Rule) -> bool {
+        let mut a = self.clone();
+        a.hosts.clone_from(&other.hosts);
+        a == *other
     }
 
     pub fn applies_to_host(&self, host: &str) -> bool {

@@ -37,12 +37,43 @@ pub enum Command {
     Reconnect {
         host: String,
     },
+    /// Apply a new, validated config in place (src/reload.rs sends it; the engine answers
+    /// with what became of each rule).
+    Reload(Arc<ReloadRequest>),
     /// A command given by a named operator (a viewer of `lookout serve`): the name is kept
     /// with the line it acknowledged or silenced and shown with it.
     By {
         user: String,
         command: Box<Command>,
     },
+}
+
+/// A config for the engine to apply, and where to send the outcome.
+#[derive(Debug)]
+pub struct ReloadRequest {
+    pub config: Arc<crate::config::Config>,
+    reply: std::sync::Mutex<Option<tokio::sync::oneshot::Sender<RuleChanges>>>,
+}
+
+impl ReloadRequest {
+    pub fn new(
+        config: Arc<crate::config::Config>,
+    ) -> (Arc<Self>, tokio::sync::oneshot::Receiver<RuleChanges>) {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let req = ReloadRequest {
+            config,
+            reply: std::sync::Mutex::new(Some(tx)),
+        };
+        (Arc::new(req), rx)
+    }
+
+    /// Sends the outcome (once; later calls do nothing).
+    pub fn answer(&self, changes: RuleChanges) {
+        let taken = self.reply.lock().ok().and_then(|mut r| r.take());
+        if let Some(tx) = taken {
+            let _ = tx.send(changes);
+        }
+    }
 }
 
 /// Where one (rule, host, instance) stands.
@@ -417,6 +448,19 @@ pub struct TriggerSet {
     known: Vec<u8>,
     /// The time of the last evaluation or command (what `views` judges silences by).
     now: SystemTime,
+    /// Rules were replaced: re-resolve their host selections on the next evaluation.
+    reselect: bool,
+}
+
+/// What a [`TriggerSet::reload`] did with each rule, by name.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RuleChanges {
+    /// Unchanged: state kept.
+    pub kept: Vec<String>,
+    /// Changed: restarted from `ok`.
+    pub changed: Vec<String>,
+    pub added: Vec<String>,
+    pub removed: Vec<String>,
 }
 
 /// One series in the per-tick index: where its reading is, and its value inline so the
@@ -458,6 +502,7 @@ impl TriggerSet {
             wanted,
             known: Vec::new(),
             now: SystemTime::UNIX_EPOCH,
+            reselect: false,
         }
     }
 
@@ -465,7 +510,9 @@ impl TriggerSet {
         &self.rules
     }
 
-    /// Re-maps host selectors when the list of hosts differs from the last evaluation.
+    /// Re-maps host selectors and per-host lines when the list of hosts differs from the
+    /// last evaluation (a host discovered, or hosts added and removed by a reload): lines
+    /// follow their host by name, lines of hosts that are gone or no longer selected go.
     fn sync_hosts(&mut self, hosts: &[Arc<HostView>]) {
         let same = self.host_names.len() == hosts.len()
             && self
@@ -473,24 +520,88 @@ impl TriggerSet {
                 .iter()
                 .zip(hosts)
                 .all(|(a, h)| Arc::ptr_eq(a, &h.name) || *a == h.name);
-        if same {
+        if same && !self.reselect {
             return;
         }
-        self.host_names = hosts.iter().map(|h| h.name.clone()).collect();
+        self.reselect = false;
+        let new_index: rustc_hash::FxHashMap<&str, u32> = hosts
+            .iter()
+            .enumerate()
+            .map(|(i, h)| (&*h.name, i as u32))
+            .collect();
+        // old host index -> new one (None: the host is gone)
+        let remap: Vec<Option<u32>> = self
+            .host_names
+            .iter()
+            .map(|n| new_index.get(&**n).copied())
+            .collect();
         for (rule, st) in self.rules.iter().zip(&mut self.states) {
             st.selected = match &rule.hosts {
                 None => Vec::new(),
                 Some(_) => hosts.iter().map(|h| rule.applies_to_host(&h.name)).collect(),
             };
-            // Host indexes changed meaning: start the per-host lines afresh.
-            st.by_host.clear();
-            st.active_hosts.clear();
+            let selected = &st.selected;
+            let keep = |h: u32| selected.is_empty() || selected.get(h as usize).copied().unwrap_or(false);
+            let mut by_host: Vec<Vec<Line>> = Vec::new();
+            let mut active = Vec::new();
+            for old in std::mem::take(&mut st.active_hosts) {
+                let Some(Some(new)) = remap.get(old as usize).copied() else {
+                    continue;
+                };
+                let mut lines = std::mem::take(&mut st.by_host[old as usize]);
+                if lines.is_empty() || !keep(new) {
+                    continue;
+                }
+                for l in &mut lines {
+                    l.host = Some(new);
+                }
+                if by_host.len() <= new as usize {
+                    by_host.resize_with(hosts.len(), Vec::new);
+                }
+                by_host[new as usize] = lines;
+                active.push(new);
+            }
+            st.by_host = by_host;
+            st.active_hosts = active;
             if let Some(l) = &mut st.single {
-                l.host = None;
+                l.host = l.host.and_then(|h| remap.get(h as usize).copied().flatten());
             }
         }
+        self.host_names = hosts.iter().map(|h| h.name.clone()).collect();
     }
 
+    /// Replaces the rules (a config reload). A rule that judges as before (see
+    /// [`Rule::same_rule`]) keeps its lines — pending timers, firing, acknowledged,
+    /// silenced — and only re-resolves its hosts; a changed or new rule starts from `ok`.
+    pub fn reload(&mut self, rules: Vec<Rule>, interval: Duration) -> RuleChanges {
+        let mut next = TriggerSet::new(rules, interval);
+        let mut changes = RuleChanges::default();
+        let mut old: Vec<Option<(Rule, RuleState)>> = std::mem::take(&mut self.rules)
+            .into_iter()
+            .zip(std::mem::take(&mut self.states))
+            .map(Some)
+            .collect();
+        for (rule, st) in next.rules.iter().zip(&mut next.states) {
+            let found = old
+                .iter()
+                .position(|o| o.as_ref().is_some_and(|(r, _)| r.name == rule.name));
+            match found.and_then(|i| old[i].take()) {
+                Some((before, state)) if before.same_rule(rule) => {
+                    *st = state;
+                    changes.kept.push(rule.name.clone());
+                }
+                Some(_) => changes.changed.push(rule.name.clone()),
+                None => changes.added.push(rule.name.clone()),
+            }
+        }
+        changes.removed = old.into_iter().flatten().map(|(r, _)| r.name).collect();
+        next.host_names = std::mem::take(&mut self.host_names);
+        next.now = self.now;
+        next.reselect = true;
+        next.changed = true;
+        *self = next;
+        changes
+    }
     /// Groups the current readings of the metrics rules read, by metric, into the reused
     /// scratch buffers (in host order, then the order each host reported them).
     fn index(&mut self, now: SystemTime, hosts: &[Arc<HostView>]) {
@@ -683,7 +794,7 @@ impl TriggerSet {
                 instance,
                 until,
             } => (trigger, host, instance, Some(*until)),
-            Command::Reconnect { .. } => return Vec::new(),
+            Command::Reconnect { .. } | Command::Reload(_) => return Vec::new(),
         };
         self.now = self.now.max(now);
         let mut events = Vec::new();

@@ -119,6 +119,8 @@ pub enum Effect {
     Quit,
     Command(Command),
     Reconnect(HostName),
+    /// Re-read the config and apply it in place (src/reload.rs).
+    Reload,
     /// Ring the terminal bell (a trigger with `bell` started firing).
     Bell,
     /// Show the recorded moment (rewind).
@@ -599,6 +601,10 @@ impl App {
                     }
                     None => self.message = Some("no host selected".into()),
                 }
+            }
+            Action::Reload => {
+                self.message = Some("reloading the config…".into());
+                self.effects.push(Effect::Reload);
             }
             Action::Log => {
                 self.show_log = !self.show_log;

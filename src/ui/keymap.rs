@@ -48,6 +48,7 @@ actions! {
     Acknowledge = "acknowledge", "acknowledge the selected trigger", ["a"];
     Silence = "silence", "silence the selected trigger for a while", ["x"];
     Reconnect = "reconnect", "reconnect the selected host", ["r"];
+    Reload = "reload", "re-read the config files, apply them in place", ["R"];
     Log = "log", "show / hide the event log", ["l"];
     Pause = "pause", "pause / resume the display", ["p"];
     RewindBack = "rewind_back", "rewind one interval (from the recording)", ["["];

@@ -59,6 +59,7 @@ pub fn record_event(e: &Event) {
     let level = match &e.kind {
         EventKind::HostStatus { status, .. } if *status != HostStatus::Up => Level::Warn,
         EventKind::Trigger(_) | EventKind::Action(_) => Level::Warn,
+        EventKind::Reload { applied: false, .. } => Level::Error,
         _ => Level::Info,
     };
     log::log!(target: "event", level, "{}", e.summary());

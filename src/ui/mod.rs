@@ -53,6 +53,8 @@ pub struct Feeds {
     pub events: broadcast::Receiver<Event>,
     pub commands: mpsc::Sender<Command>,
     pub reconnect: broadcast::Sender<HostName>,
+    /// Where the reload key goes (`None`: this dashboard cannot reload, e.g. attached).
+    pub reloader: Option<Arc<tokio::sync::Mutex<crate::reload::Reloader>>>,
     /// For a dashboard fed by a server (`lookout attach`): what to say about the link, None
     /// while it is well.
     pub link: Option<watch::Receiver<Option<String>>>,
@@ -65,6 +67,7 @@ impl Feeds {
             events: r.subscribe(),
             commands: r.commands.clone(),
             reconnect: r.reconnect.clone(),
+            reloader: Some(r.reloader()),
             link: None,
         }
     }
@@ -91,6 +94,7 @@ pub async fn run(config: Arc<Config>, theme: Option<&str>) -> anyhow::Result<()>
         config.path.as_ref().map(|p| format!(" ({})", p.display())).unwrap_or_default()
     );
     let running = crate::runtime::start(config.clone());
+    running.watch_config();
     let recorder = crate::record::start(&config, &running);
     let feeds = Feeds::from_running(&running);
     let result = run_with(&config, theme, keymap, feeds).await;
@@ -98,6 +102,26 @@ pub async fn run(config: Arc<Config>, theme: Option<&str>) -> anyhow::Result<()>
         let _ = tokio::task::spawn_blocking(move || r.stop()).await;
     }
     result
+}
+
+/// The reload key: re-reads the config, checks what only the dashboard checks (key
+/// bindings, theme) as well, and applies it or refuses it whole; the outcome arrives as an
+/// event. Bindings and theme themselves change at the next start.
+async fn reload(reloader: Arc<tokio::sync::Mutex<crate::reload::Reloader>>) {
+    let mut r = reloader.lock().await;
+    match r.load() {
+        Ok(new) => match prepare(&new, None) {
+            Ok(_) => {
+                r.apply(new).await;
+            }
+            Err(e) => {
+                r.refuse(e.to_string().lines().map(String::from).collect());
+            }
+        },
+        Err(errors) => {
+            r.refuse(errors);
+        }
+    }
 }
 
 /// `lookout attach`: the dashboard over the state of a `lookout serve`.
@@ -234,7 +258,14 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
                 }
             }
             ev = feeds.events.recv(), if events_open => match ev {
-                Ok(e) => log::record_event(&e),
+                Ok(e) => {
+                    if let crate::event::EventKind::Reload { .. } = &e.kind {
+                        // The outcome on the status line too: refused reloads must be seen.
+                        app.message = Some(e.summary());
+                        dirty = true;
+                    }
+                    log::record_event(&e)
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     ::log::warn!(target: "lookout", "the log missed {n} events");
                 }
@@ -274,6 +305,12 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
                     rewind::seek(&mut app, t);
                     dirty = true;
                 }
+                Effect::Reload => match &feeds.reloader {
+                    Some(r) => {
+                        tokio::spawn(reload(r.clone()));
+                    }
+                    None => app.message = Some("this dashboard cannot reload the config".into()),
+                },
                 Effect::Bell => {
                     let w = terminal.backend_mut();
                     let _ = w.write_all(b"\x07");

@@ -106,6 +106,7 @@ pub async fn run(
         commands,
         reconnect,
         link: None,
+        reloader: None,
     };
     let result = run_with(&cfg, theme, keymap, feeds).await;
     player.abort();

@@ -49,7 +49,7 @@ pub fn ping_address(host: &HostConfig, ssh: Option<&crate::collectors::ssh::targ
 }
 
 /// One host to ping.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct PingTarget {
     /// The host the samples belong to.
     pub host: HostName,
@@ -145,6 +145,17 @@ pub fn spawn(
     interval: Duration,
     tx: mpsc::Sender<Update>,
 ) -> std::thread::JoinHandle<()> {
+    spawn_until(targets, settings, interval, tx, std::future::pending())
+}
+
+/// [`spawn`] that also ends when `stop` completes (a reload that changes the targets).
+pub fn spawn_until(
+    targets: Vec<PingTarget>,
+    settings: PingSettings,
+    interval: Duration,
+    tx: mpsc::Sender<Update>,
+    stop: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::thread::JoinHandle<()> {
     std::thread::Builder::new()
         .name("lookout-ping".into())
         .spawn(move || {
@@ -162,7 +173,13 @@ pub fn spawn(
                     return;
                 }
             };
-            runtime.block_on(supervise(targets, settings, interval, tx));
+            // Leaving block_on drops the runtime, and with it every target's task.
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = supervise(targets, settings, interval, tx) => {}
+                    () = stop => {}
+                }
+            });
         })
         .unwrap_or_else(|e| panic!("cannot start the ping collector thread: {e}"))
 }

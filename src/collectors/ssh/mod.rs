@@ -112,10 +112,20 @@ impl Backoff {
     }
 }
 
-/// Starts one task per `via = "ssh"` host. Returns nothing to wait on: tasks end when the
-/// engine's update channel closes.
-pub fn spawn_all(config: &Arc<Config>, tx: &mpsc::Sender<Update>, reconnect: &broadcast::Sender<HostName>) {
-    spawn_with_mode(config, tx, reconnect, PollMode::Stream);
+/// Starts one task per `via = "ssh"` host. Tasks end when the engine's update channel
+/// closes; the handles let a reload stop one host (src/reload.rs).
+pub fn spawn_all(
+    config: &Arc<Config>,
+    tx: &mpsc::Sender<Update>,
+    reconnect: &broadcast::Sender<HostName>,
+) -> SshTasks {
+    spawn_with_mode(config, tx, reconnect, PollMode::Stream)
+}
+
+/// The running host tasks and the settings they share (new hosts of a reload join them).
+pub struct SshTasks {
+    pub shared: Arc<Shared>,
+    pub tasks: Vec<(HostName, tokio::task::AbortHandle)>,
 }
 
 /// [`spawn_all`] with an explicit poll mode (for the measurements in the tests).
@@ -124,26 +134,17 @@ pub fn spawn_with_mode(
     tx: &mpsc::Sender<Update>,
     reconnect: &broadcast::Sender<HostName>,
     mode: PollMode,
-) {
+) -> SshTasks {
+    let shared = shared(config, mode);
     let hosts: Vec<&HostConfig> = config.hosts.iter().filter(|h| h.via == Via::Ssh).collect();
-    if hosts.is_empty() {
-        return;
-    }
+    let tasks = spawn_hosts(config, &shared, &hosts, tx, reconnect);
+    SshTasks { shared, tasks }
+}
+
+/// The settings every host task of `config` shares.
+pub fn shared(config: &Config, mode: PollMode) -> Arc<Shared> {
     let ssh = &config.ssh;
-    let resolver = match Resolver::for_settings(ssh) {
-        Ok(r) => r,
-        Err(e) => {
-            for h in hosts {
-                let _ = tx.try_send(Update::Status {
-                    host: h.name.clone(),
-                    status: HostStatus::Error,
-                    error: Some(format!("cannot read the ssh config: {e}")),
-                });
-            }
-            return;
-        }
-    };
-    let shared = Arc::new(Shared {
+    Arc::new(Shared {
         auth: Auth {
             known_hosts: ssh.known_hosts.clone(),
             policy: ssh.host_key_policy,
@@ -157,7 +158,35 @@ pub fn spawn_with_mode(
         max_output: ssh.max_output,
         mode,
         buffers: BufferPool::default(),
-    });
+    })
+}
+
+/// Starts the tasks of `hosts` (reading the ssh config now, so a reload sees its edits).
+pub fn spawn_hosts(
+    config: &Config,
+    shared: &Arc<Shared>,
+    hosts: &[&HostConfig],
+    tx: &mpsc::Sender<Update>,
+    reconnect: &broadcast::Sender<HostName>,
+) -> Vec<(HostName, tokio::task::AbortHandle)> {
+    if hosts.is_empty() {
+        return Vec::new();
+    }
+    let ssh = &config.ssh;
+    let resolver = match Resolver::for_settings(ssh) {
+        Ok(r) => r,
+        Err(e) => {
+            for h in hosts {
+                let _ = tx.try_send(Update::Status {
+                    host: h.name.clone(),
+                    status: HostStatus::Error,
+                    error: Some(format!("cannot read the ssh config: {e}")),
+                });
+            }
+            return Vec::new();
+        }
+    };
+    let mut tasks = Vec::with_capacity(hosts.len());
     for h in hosts {
         let task = HostTask {
             name: h.name.clone(),
@@ -168,8 +197,9 @@ pub fn spawn_with_mode(
             reconnect: reconnect.subscribe(),
             state: RemoteState::default(),
         };
-        tokio::spawn(task.run());
+        tasks.push((h.name.clone(), tokio::spawn(task.run()).abort_handle()));
     }
+    tasks
 }
 
 /// Why a polling session ended.
