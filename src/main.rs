@@ -71,7 +71,9 @@ fn main() -> ExitCode {
     let config = Arc::new(config);
     let result = runtime.block_on(async move {
         match cli.command {
-            Some(Command::Snapshot { rounds, json, socket, .. }) => {
+            Some(Command::Snapshot {
+                rounds, json, socket, ..
+            }) => {
                 let snap = match socket {
                     Some(path) => lookout::serve::client::fetch_snapshot(&Target::Socket(path)).await?,
                     None => commands::collect_snapshot(config, rounds).await,
