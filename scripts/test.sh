@@ -23,6 +23,7 @@ want dash dash
 want prometheus prometheus
 want prometheus-node-exporter prometheus-node-exporter
 want prometheus-alertmanager prometheus-alertmanager
+want setpriv util-linux
 if [ -n "$missing" ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

@@ -239,6 +239,17 @@ pub struct SshSettings {
     pub poll_timeout: Duration,
     pub max_handshakes: usize,
     pub max_output: usize,
+    /// Which of the keys above the file set: those win over the ssh config's keywords.
+    pub explicit: SshExplicit,
+}
+
+/// The `[ssh]` keys a user wrote (the rest are defaults, which the ssh config overrides).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SshExplicit {
+    pub known_hosts: bool,
+    pub host_key_policy: bool,
+    pub identity_files: bool,
+    pub connect_timeout: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -527,7 +538,14 @@ fn validate(
         max_actions: g.max_actions.unwrap_or(8).max(1),
         action_timeout: g.action_timeout.unwrap_or(Duration::from_secs(30)),
     };
+    let explicit = SshExplicit {
+        known_hosts: s.known_hosts.is_some(),
+        host_key_policy: s.host_key_policy.is_some(),
+        identity_files: s.identity_files.is_some(),
+        connect_timeout: s.connect_timeout.is_some(),
+    };
     let ssh = SshSettings {
+        explicit,
         config_file: expand_path(s.config_file.as_deref().unwrap_or("~/.ssh/config")),
         known_hosts: expand_path(s.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts")),
         host_key_policy: s.host_key_policy.unwrap_or(HostKeyPolicy::Strict),

@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod cli;
+pub mod cli_hosts;
 pub mod clock;
 pub mod collectors;
 pub mod commands;
@@ -16,7 +17,9 @@ pub mod format;
 pub mod headless;
 pub mod model;
 pub mod record;
+pub mod resolution;
 pub mod runtime;
+pub mod serve;
 pub mod snapshot;
 pub mod store;
 pub mod suggest;

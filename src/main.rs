@@ -5,25 +5,53 @@ use std::sync::Arc;
 
 use clap::Parser;
 use lookout::cli::{Cli, Command};
+use lookout::serve::Target;
 use lookout::{commands, config};
+
+fn default_socket() -> std::path::PathBuf {
+    lookout::serve::socket::default_path()
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let check_json = matches!(cli.command, Some(Command::Check { json: true, .. }));
     let mut config = match config::load(cli.common.config.as_deref()) {
         Ok(c) => c,
         Err(errors) => {
+            if check_json {
+                let report = lookout::resolution::Report {
+                    errors: errors.0.iter().map(ToString::to_string).collect(),
+                    ..Default::default()
+                };
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            }
             eprintln!("{errors}");
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = lookout::cli_hosts::add(&mut config, &cli.hosts(), cli.common.all_ssh_hosts) {
+        eprintln!("lookout: {e}");
+        return ExitCode::from(2);
+    }
     // Key bindings and the theme are the dashboard's to validate; `check` reports them too.
     if let Err(e) = lookout::ui::prepare(&config, cli.theme.as_deref()) {
         eprintln!("{e}");
         return ExitCode::from(2);
     }
-    if let Some(Command::Check) = cli.command {
-        print!("{}", commands::check_report(&config));
-        return ExitCode::SUCCESS;
+    if let Some(Command::Check { json, .. }) = cli.command {
+        let report = lookout::resolution::report(&config);
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        } else {
+            print!("{}", commands::check_report(&config));
+            print!("{}", lookout::resolution::text(&report));
+        }
+        let failed = report.errors.iter().any(|e| !e.starts_with("warning: "));
+        return if failed {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     if let Some(addr) = cli.common.metrics_addr {
         // Fail now, before a screen opens, if the address cannot be served.
@@ -77,8 +105,13 @@ fn main() -> ExitCode {
                 lookout::ui::replay::run(config, cli.theme.as_deref(), &dir, at.as_deref(), speed).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Some(Command::Snapshot { rounds, json, .. }) => {
-                let snap = commands::collect_snapshot(config, rounds).await;
+            Some(Command::Snapshot {
+                rounds, json, socket, ..
+            }) => {
+                let snap = match socket {
+                    Some(path) => lookout::serve::client::fetch_snapshot(&Target::Socket(path)).await?,
+                    None => commands::collect_snapshot(config, rounds).await,
+                };
                 let mut out = std::io::stdout().lock();
                 if json {
                     serde_json::to_writer_pretty(&mut out, &*snap)?;
@@ -89,15 +122,65 @@ fn main() -> ExitCode {
                 }
                 Ok::<ExitCode, anyhow::Error>(ExitCode::SUCCESS)
             }
+            Some(Command::Run {
+                socket: Some(path), ..
+            }) => {
+                lookout::serve::logger::init();
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                lookout::serve::client::stream_events(&Target::Socket(path), std::io::stdout(), stop).await?;
+                Ok(ExitCode::SUCCESS)
+            }
             Some(Command::Run { duration, .. }) => {
                 lookout::headless::run(config, duration, std::io::stdout()).await?;
                 Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Serve { socket, group }) => {
+                lookout::serve::logger::init();
+                lookout::serve::serve(config, lookout::serve::ServeOptions { socket, group }).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Attach {
+                stdio: true, socket, ..
+            }) => {
+                lookout::serve::remote::stdio_bridge(socket.unwrap_or_else(default_socket)).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Attach {
+                host,
+                socket,
+                remote_lookout,
+                ..
+            }) => {
+                let target = match host {
+                    Some(host) => Target::Ssh(lookout::serve::remote::SshTarget {
+                        host,
+                        socket,
+                        program: remote_lookout,
+                        config: config.clone(),
+                    }),
+                    None => Target::Socket(socket.unwrap_or_else(default_socket)),
+                };
+                lookout::ui::attach(config, cli.theme.as_deref(), target).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Reload { socket }) => {
+                let target = Target::Socket(socket.unwrap_or_else(default_socket));
+                let (ok, text) = lookout::serve::client::reload(&target).await?;
+                if ok {
+                    println!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    eprintln!("lookout: {text}");
+                    Ok(ExitCode::FAILURE)
+                }
             }
             None => {
                 lookout::ui::run(config, cli.theme.as_deref()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Some(Command::Check) => Ok(ExitCode::SUCCESS),
+            Some(Command::Check { .. }) => Ok(ExitCode::SUCCESS),
         }
     });
     // Collector threads block in sysinfo; do not wait for them.

@@ -34,6 +34,7 @@ fn firing(run: &[&str], host: &str, instance: &str) -> Event {
         notify: true,
         note: None,
         silenced_until: None,
+        by: None,
         bell: false,
         run: Some(run.iter().map(|s| s.to_string()).collect::<Vec<_>>().into()),
     };

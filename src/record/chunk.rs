@@ -90,6 +90,9 @@ pub struct RecTrigger {
     pub since: i64,
     pub fires_at: Option<i64>,
     pub silenced_until: Option<i64>,
+    /// Who acknowledged or silenced it (a viewer of `lookout serve`).
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 const TRIGGER_STATES: [TriggerState; 6] = [
@@ -116,6 +119,7 @@ impl RecTrigger {
             since: ms(t.since),
             fires_at: t.fires_at.map(ms),
             silenced_until: t.silenced_until.map(ms),
+            by: t.by.clone(),
         }
     }
     pub fn to_view(&self) -> Option<TriggerView> {
@@ -131,6 +135,7 @@ impl RecTrigger {
             since: from_ms(self.since),
             fires_at: self.fires_at.map(from_ms),
             silenced_until: self.silenced_until.map(from_ms),
+            by: self.by.clone(),
         })
     }
 }

@@ -105,6 +105,7 @@ pub async fn run(
         events: events_rx,
         commands,
         reconnect,
+        link: None,
     };
     let result = run_with(&cfg, theme, keymap, feeds).await;
     player.abort();

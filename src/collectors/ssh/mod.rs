@@ -6,6 +6,9 @@
 //! `host_key_mismatch`, `error`) with a message; nothing here panics or blocks other hosts.
 
 pub mod connect;
+pub mod known_hosts;
+pub mod proxy;
+pub mod sshconfig;
 pub mod target;
 
 use std::sync::Arc;
@@ -127,7 +130,7 @@ pub fn spawn_with_mode(
         return;
     }
     let ssh = &config.ssh;
-    let resolver = match Resolver::load(&ssh.config_file) {
+    let resolver = match Resolver::for_settings(ssh) {
         Ok(r) => r,
         Err(e) => {
             for h in hosts {
