@@ -549,6 +549,7 @@ fn validate(
     let s = std::mem::take(&mut main.ssh);
     let raw_ping = std::mem::take(&mut main.ping);
     let raw_alertmanager = std::mem::take(&mut main.alertmanager);
+    let raw_record = std::mem::take(&mut main.record);
     let keys = std::mem::take(&mut main.keys);
     let raw_record = std::mem::take(&mut main.record);
     let main_loc = files[0].locator();
@@ -557,6 +558,7 @@ fn validate(
     if interval < Duration::from_millis(100) {
         errors.push(main_loc.error(0..0, "[general] interval must be at least 100ms"));
     }
+    let record = crate::record::RecordSettings::from_file(raw_record, &main_loc, errors);
     let general = General {
         interval: interval.max(Duration::from_millis(100)),
         history: g.history.unwrap_or(Duration::from_secs(15 * 60)),
