@@ -40,6 +40,9 @@ pub struct FileConfig {
     pub alertmanager: crate::alertmanager::AlertmanagerFile,
     #[serde(default, rename = "trigger")]
     pub triggers: Vec<Spanned<TriggerFile>>,
+    /// Commands whose answers become metrics (`collectors::checks`).
+    #[serde(default, rename = "check")]
+    pub checks: Vec<Spanned<crate::collectors::checks::config::CheckFile>>,
     /// Key bindings: action name -> key or list of keys (validated by the UI).
     #[serde(default)]
     pub keys: BTreeMap<Spanned<String>, Spanned<KeyList>>,
@@ -187,6 +190,8 @@ pub struct Config {
     /// `--metrics-addr`: where `/metrics` is served (set from the command line).
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub triggers: Vec<Rule>,
+    /// `[[check]]` tables, validated (their metrics registered).
+    pub checks: Vec<crate::collectors::checks::Check>,
     /// Whether the rules are the built-in defaults (no `[[trigger]]` in the file).
     pub default_triggers: bool,
     pub keys: BTreeMap<Spanned<String>, Spanned<KeyList>>,
@@ -600,6 +605,10 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
         .collect();
     let alertmanager = crate::alertmanager::AlertmanagerSettings::from_file(&raw.alertmanager);
 
+    // Before the triggers: a rule may read `check.<name>` metrics.
+    let checks =
+        crate::collectors::checks::config::validate(raw.checks, interval, &hosts, &selector, loc, errors);
+
     let mut warnings = Vec::new();
     let default_triggers = raw.triggers.is_empty();
     let triggers = if default_triggers {
@@ -629,6 +638,7 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
         alertmanager,
         metrics_addr: None,
         triggers,
+        checks,
         default_triggers,
         keys: raw.keys,
         source_text: Arc::from(loc.text),

@@ -81,6 +81,7 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     for host in config.hosts.iter().filter(|h| h.via == Via::Local) {
         crate::collectors::local::spawn(host, config.general.interval, updates_tx.clone());
     }
+    crate::collectors::checks::spawn_local(&config, &updates_tx);
     let ping_targets = crate::collectors::ping::targets(&config);
     if !ping_targets.is_empty() {
         crate::collectors::ping::spawn(

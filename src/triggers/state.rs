@@ -191,6 +191,9 @@ pub struct TriggerEvent {
     pub note: Option<String>,
     #[serde(serialize_with = "ser_opt_time", skip_serializing_if = "Option::is_none")]
     pub silenced_until: Option<SystemTime>,
+    /// For a rule on a check's metric: the check's message on that host (set by the engine).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// The rule asked for the terminal bell and this is a firing notification.
     #[serde(skip)]
     pub bell: bool,
@@ -931,6 +934,7 @@ impl Ctx<'_> {
             notify,
             note: note.or_else(|| line.note.clone()),
             silenced_until: line.silenced_until.filter(|_| line.silenced(self.now)),
+            message: None,
             bell: notify && self.rule.bell && state == TriggerState::Firing,
             run,
         }
