@@ -247,6 +247,54 @@ mod tests {
         }
     }
 
+    #[tokio::test]
+    async fn cert_days_from_a_real_tls_server() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
+        let made = std::process::Command::new("openssl")
+            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "100", "-subj", "/CN=localhost"])
+            .arg("-keyout")
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .output()
+            .expect("openssl (apt-get install -y openssl)");
+        assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        struct Kill(std::process::Child);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _server = Kill(
+            std::process::Command::new("openssl")
+                .args(["s_server", "-quiet", "-accept", &format!("127.0.0.1:{port}")])
+                .arg("-cert")
+                .arg(&cert)
+                .arg("-key")
+                .arg(&key)
+                .stdin(std::process::Stdio::piped())
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .expect("s_server"),
+        );
+        let params = || Params { port: Some(port), address: Some("127.0.0.1".into()), path: None };
+        let mut v = run("cert", params()).await;
+        for _ in 0..50 {
+            if v.status != 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            v = run("cert", params()).await;
+        }
+        assert_eq!(v.status, 0, "{}", v.message);
+        let days = v.values.first().map(|d| d.1).unwrap_or(-1.0);
+        assert!((99.0..=100.0).contains(&days), "{days}: {}", v.message);
+    }
+
     #[test]
     fn parameters_are_checked() {
         assert!(safe_word("db-1.example.com"));

@@ -177,6 +177,17 @@ pub fn remote_command(command: &str, timeout: Duration, token: &str) -> String {
     )
 }
 
+/// The parts of a [`remote_command`] line: (timeout in whole seconds, the command). For the
+/// fleet simulator, which answers checks without a shell.
+pub fn parse_remote_command(line: &str) -> Option<(u64, String)> {
+    let prefix = format!("exec sh -c {} lookout-check ", shell_quote(WRAPPER));
+    let rest = line.strip_prefix(&prefix)?;
+    let (secs, rest) = rest.split_once(' ')?;
+    let (_token, quoted) = rest.split_once(' ')?;
+    let inner = quoted.strip_prefix('\'')?.strip_suffix('\'')?;
+    Some((secs.parse().ok()?, inner.replace(r"'\''", "'")))
+}
+
 /// Runs `command` on the host behind `session`, on a new exec channel (the session's other
 /// channels, the sample stream among them, go on undisturbed).
 pub async fn remote(session: &Session, command: &str, timeout: Duration, max_output: usize) -> Outcome {
@@ -270,6 +281,14 @@ mod tests {
             .output()
             .expect("sh runs");
         assert_eq!(out.stdout, direct.stdout);
+    }
+
+    #[test]
+    fn remote_command_lines_parse_back() {
+        let cmd = "printf '%s' it's; echo \"x\"";
+        let line = remote_command(cmd, Duration::from_millis(1500), "abc");
+        assert_eq!(parse_remote_command(&line), Some((2, cmd.to_string())));
+        assert_eq!(parse_remote_command("exec sh -c 'other'"), None);
     }
 
     #[tokio::test]
