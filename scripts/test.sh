@@ -1,7 +1,8 @@
 #!/bin/sh
 # Runs lookout's whole test suite, first installing (Debian, via apt-get) what the tests
 # drive for real: OpenSSH server and client, ping, iproute2 (network namespaces), nftables
-# and iptables (loss and delay inside namespaces), tmux (end-to-end terminal test), and
+# and iptables (loss and delay inside namespaces), tmux (end-to-end terminal test), busybox
+# and dash (the remote command under both shells: tests/remote_parse.rs, tests/ssh_busybox.rs), and
 # Prometheus, node_exporter and Alertmanager (the Prometheus source, export and receiver).
 # Tests that need root (namespaces, raw ICMP) run when this is run as root, as CI does.
 set -eu
@@ -17,6 +18,8 @@ want ip iproute2
 want nft nftables
 want iptables iptables
 want tmux tmux
+want busybox busybox
+want dash dash
 want prometheus prometheus
 want prometheus-node-exporter prometheus-node-exporter
 want prometheus-alertmanager prometheus-alertmanager

@@ -13,8 +13,34 @@ pub struct Cli {
     /// Theme: a name from themes/ or a path to a theme file.
     #[arg(long, global = true)]
     pub theme: Option<String>,
+    #[command(flatten)]
+    pub targets: HostArgs,
     #[command(subcommand)]
     pub command: Option<Command>,
+}
+
+impl Cli {
+    /// The hosts named on the command line, before or after the subcommand.
+    pub fn hosts(&self) -> Vec<String> {
+        let mut hosts = self.targets.hosts.clone();
+        if let Some(
+            Command::Check { targets, .. } | Command::Snapshot { targets, .. } | Command::Run { targets, .. },
+        ) = &self.command
+        {
+            hosts.extend(targets.hosts.iter().cloned());
+        }
+        hosts
+    }
+}
+
+/// SSH hosts named on the command line (see `crate::cli_hosts`).
+#[derive(Debug, Args, Clone, Default)]
+pub struct HostArgs {
+    /// SSH hosts to watch: aliases of the ssh config (as `ssh HOST` takes them) or patterns
+    /// such as 'db*' matching its Host names. Added to --config's hosts; without a config file
+    /// they replace the local host.
+    #[arg(value_name = "HOST")]
+    pub hosts: Vec<String>,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -25,12 +51,22 @@ pub struct Common {
     /// Serve the current values at http://HOST:PORT/metrics in the Prometheus text format.
     #[arg(long, global = true, value_name = "HOST:PORT")]
     pub metrics_addr: Option<std::net::SocketAddr>,
+    /// Watch every concrete Host of the ssh config (blocks of wildcards only are skipped).
+    #[arg(long, global = true)]
+    pub all_ssh_hosts: bool,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Validate the configuration: exit 0, or print every error and exit 2.
-    Check,
+    /// Validate the configuration: exit 0, or print every error and exit 2. Shows how each
+    /// SSH host will be reached.
+    Check {
+        #[command(flatten)]
+        targets: HostArgs,
+        /// Print the result as JSON (hosts with their ssh resolution, checks, triggers, errors).
+        #[arg(long)]
+        json: bool,
+    },
     /// Collect N rounds, print one snapshot and exit.
     Snapshot {
         /// Rounds to collect (rates and cpu % need at least 2).
@@ -39,6 +75,8 @@ pub enum Command {
         /// Print JSON instead of a table.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        targets: HostArgs,
     },
     /// Run the engine and triggers without a screen; every event as one JSON line on stdout.
     Run {
@@ -48,5 +86,7 @@ pub enum Command {
         /// Stop after this long (e.g. "30s", "2h"); default: until SIGINT/SIGTERM.
         #[arg(long, value_parser = humantime::parse_duration)]
         duration: Option<Duration>,
+        #[command(flatten)]
+        targets: HostArgs,
     },
 }

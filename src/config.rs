@@ -17,12 +17,19 @@ use toml::Spanned;
 use crate::model::HostName;
 use crate::triggers::rule::{Rule, TriggerFile};
 
+mod include;
+mod tolerant;
+pub use include::{MAX_DEPTH, SourceFile};
+
 // ---------------------------------------------------------------------------------------------
 // The file as written.
 
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct FileConfig {
+    /// More files to read (globs relative to this file; see `config/include.rs`).
+    #[serde(default)]
+    pub include: Vec<Spanned<String>>,
     #[serde(default)]
     pub general: GeneralFile,
     #[serde(default)]
@@ -181,6 +188,8 @@ pub struct WatchInterfaces {
 pub struct Config {
     /// The file it came from; `None` for the built-in default.
     pub path: Option<PathBuf>,
+    /// Every file read: the main one and those it includes (what a reload re-reads).
+    pub files: Vec<PathBuf>,
     pub general: General,
     pub ssh: SshSettings,
     pub ping: PingSettings,
@@ -230,6 +239,17 @@ pub struct SshSettings {
     pub poll_timeout: Duration,
     pub max_handshakes: usize,
     pub max_output: usize,
+    /// Which of the keys above the file set: those win over the ssh config's keywords.
+    pub explicit: SshExplicit,
+}
+
+/// The `[ssh]` keys a user wrote (the rest are defaults, which the ssh config overrides).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SshExplicit {
+    pub known_hosts: bool,
+    pub host_key_policy: bool,
+    pub identity_files: bool,
+    pub connect_timeout: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -453,20 +473,26 @@ pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigErrors> {
     }
 }
 
-/// Parses and validates one config text. `file` is the name used in messages.
+/// Parses and validates one config text and the files it includes (relative to `path`'s
+/// directory, else to `file`'s). `file` is the name used in messages. Every error found is
+/// reported, in file order and then position.
 pub fn parse(text: &str, file: &str, path: Option<PathBuf>) -> Result<Config, ConfigErrors> {
-    let loc = Locator { file, text };
-    let raw: FileConfig = toml::from_str(text).map_err(|e| ConfigErrors(vec![loc.toml_error(&e)]))?;
     let mut errors = Vec::new();
-    let config = validate(raw, &loc, path, &mut errors);
+    let mut warnings = Vec::new();
+    let files = include::gather(text, file, path.as_deref(), &mut errors, &mut warnings);
+    let order: Vec<String> = files.iter().map(|f| f.name.clone()).collect();
+    let config = validate(files, path, &mut errors, warnings);
     if errors.is_empty() {
         Ok(config)
     } else {
+        let rank = |e: &ConfigError| order.iter().position(|n| *n == e.file).unwrap_or(usize::MAX);
+        errors.sort_by_key(|e| (rank(e), e.line, e.column));
+        errors.dedup();
         Err(ConfigErrors(errors))
     }
 }
 
-fn expand_path(p: &str) -> PathBuf {
+pub(crate) fn expand_path(p: &str) -> PathBuf {
     if let Some(rest) = p.strip_prefix("~/")
         && let Some(home) = directories::BaseDirs::new().map(|d| d.home_dir().to_path_buf())
     {
@@ -484,11 +510,23 @@ pub fn local_host_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut Vec<ConfigError>) -> Config {
-    let g = raw.general;
+fn validate(
+    mut files: Vec<SourceFile>,
+    path: Option<PathBuf>,
+    errors: &mut Vec<ConfigError>,
+    mut warnings: Vec<String>,
+) -> Config {
+    // The settings tables come from the main file (included files cannot hold them).
+    let main = &mut files[0].raw;
+    let g = std::mem::take(&mut main.general);
+    let s = std::mem::take(&mut main.ssh);
+    let raw_ping = std::mem::take(&mut main.ping);
+    let raw_alertmanager = std::mem::take(&mut main.alertmanager);
+    let keys = std::mem::take(&mut main.keys);
+    let main_loc = files[0].locator();
     let interval = g.interval.unwrap_or(Duration::from_secs(2));
     if interval < Duration::from_millis(100) {
-        errors.push(loc.error(0..0, "[general] interval must be at least 100ms"));
+        errors.push(main_loc.error(0..0, "[general] interval must be at least 100ms"));
     }
     let general = General {
         interval: interval.max(Duration::from_millis(100)),
@@ -498,8 +536,14 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
         max_actions: g.max_actions.unwrap_or(8).max(1),
         action_timeout: g.action_timeout.unwrap_or(Duration::from_secs(30)),
     };
-    let s = raw.ssh;
+    let explicit = SshExplicit {
+        known_hosts: s.known_hosts.is_some(),
+        host_key_policy: s.host_key_policy.is_some(),
+        identity_files: s.identity_files.is_some(),
+        connect_timeout: s.connect_timeout.is_some(),
+    };
     let ssh = SshSettings {
+        explicit,
         config_file: expand_path(s.config_file.as_deref().unwrap_or("~/.ssh/config")),
         known_hosts: expand_path(s.known_hosts.as_deref().unwrap_or("~/.ssh/known_hosts")),
         host_key_policy: s.host_key_policy.unwrap_or(HostKeyPolicy::Strict),
@@ -520,38 +564,51 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
         max_output: s.max_output.unwrap_or(4 << 20),
     };
     let ping = PingSettings {
-        window: raw.ping.window.unwrap_or(20).max(1),
-        down_after: raw.ping.down_after.unwrap_or(5).max(1),
-        timeout: raw.ping.timeout.unwrap_or(Duration::from_secs(1)),
+        window: raw_ping.window.unwrap_or(20).max(1),
+        down_after: raw_ping.down_after.unwrap_or(5).max(1),
+        timeout: raw_ping.timeout.unwrap_or(Duration::from_secs(1)),
     };
 
-    // Hosts, in file order; a name listed twice is an error.
+    // Hosts, in file order (the main file, then included files in the order read); a name
+    // listed twice is an error naming both places.
     let mut hosts: Vec<HostConfig> = Vec::new();
-    let mut seen = BTreeSet::new();
-    for entry in &raw.hosts {
-        for name in &entry.names {
-            let n = name.get_ref().trim();
-            if n.is_empty() || n.starts_with('@') || n == "*" || n.chars().any(char::is_control) {
-                errors.push(loc.error(name.span(), format!("invalid host name `{n}`")));
-                continue;
+    let mut seen: BTreeMap<String, String> = BTreeMap::new();
+    for f in &files {
+        let loc = f.locator();
+        for entry in &f.raw.hosts {
+            for name in &entry.names {
+                let n = name.get_ref().trim();
+                if n.is_empty() || n.starts_with('@') || n == "*" || n.chars().any(char::is_control) {
+                    errors.push(loc.error(name.span(), format!("invalid host name `{n}`")));
+                    continue;
+                }
+                let (line, col) = loc.line_col(name.span().start);
+                let here = format!("{}:{line}:{col}", loc.file);
+                if let Some(first) = seen.get(n) {
+                    errors.push(loc.error(
+                        name.span(),
+                        format!("host `{n}` is listed twice (first at {first})"),
+                    ));
+                    continue;
+                }
+                seen.insert(n.to_string(), here);
+                hosts.push(HostConfig {
+                    name: Arc::from(n),
+                    group: entry.group.clone(),
+                    via: entry.via,
+                    ping: entry.ping || entry.via == Via::Ping,
+                    jump: entry.jump.clone(),
+                    processes: Vec::new(),
+                    mounts: Vec::new(),
+                    interfaces: Vec::new(),
+                });
             }
-            if !seen.insert(n.to_string()) {
-                errors.push(loc.error(name.span(), format!("host `{n}` is listed twice")));
-                continue;
-            }
-            hosts.push(HostConfig {
-                name: Arc::from(n),
-                group: entry.group.clone(),
-                via: entry.via,
-                ping: entry.ping || entry.via == Via::Ping,
-                jump: entry.jump.clone(),
-                processes: Vec::new(),
-                mounts: Vec::new(),
-                interfaces: Vec::new(),
-            });
         }
     }
-    if raw.hosts.is_empty() && raw.prometheus.is_empty() {
+    let no_hosts = files
+        .iter()
+        .all(|f| f.raw.hosts.is_empty() && f.raw.prometheus.is_empty());
+    if no_hosts {
         hosts.push(HostConfig {
             name: Arc::from(local_host_name()),
             group: None,
@@ -568,68 +625,111 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
     // processes, disks or interfaces to watch, so `*` and groups pass over them).
     let selector = HostSelector::new(&hosts);
     let pinged_only: Vec<bool> = hosts.iter().map(|h| h.via == Via::Ping).collect();
-    let selected = |sel: &[Spanned<String>], errors: &mut Vec<ConfigError>| -> Vec<usize> {
+    let selected = |sel: &[Spanned<String>], loc: &Locator, errors: &mut Vec<ConfigError>| -> Vec<usize> {
         let mut v = selector.resolve(sel, loc, errors);
         v.retain(|&i| !pinged_only[i]);
         v
     };
-    for w in &raw.watch.processes {
-        for i in selected(&w.hosts, errors) {
-            for n in &w.names {
-                push_unique(&mut hosts[i].processes, Arc::from(n.as_str()));
+    for f in &files {
+        let loc = f.locator();
+        for w in &f.raw.watch.processes {
+            for i in selected(&w.hosts, &loc, errors) {
+                for n in &w.names {
+                    push_unique(&mut hosts[i].processes, Arc::from(n.as_str()));
+                }
             }
         }
-    }
-    for w in &raw.watch.disks {
-        for i in selected(&w.hosts, errors) {
-            for m in &w.mounts {
-                push_unique(&mut hosts[i].mounts, m.clone());
+        for w in &f.raw.watch.disks {
+            for i in selected(&w.hosts, &loc, errors) {
+                for m in &w.mounts {
+                    push_unique(&mut hosts[i].mounts, m.clone());
+                }
             }
         }
-    }
-    for w in &raw.watch.interfaces {
-        for i in selected(&w.hosts, errors) {
-            for n in &w.names {
-                push_unique(&mut hosts[i].interfaces, n.clone());
+        for w in &f.raw.watch.interfaces {
+            for i in selected(&w.hosts, &loc, errors) {
+                for n in &w.names {
+                    push_unique(&mut hosts[i].interfaces, n.clone());
+                }
             }
         }
     }
 
-    let prometheus = raw
-        .prometheus
-        .into_iter()
-        .enumerate()
-        .filter_map(|(i, p)| {
-            crate::collectors::prometheus::PrometheusSource::from_file(p, i, interval, loc, errors)
-        })
-        .collect();
-    let alertmanager = crate::alertmanager::AlertmanagerSettings::from_file(&raw.alertmanager);
+    let mut prometheus = Vec::new();
+    let mut sources = 0;
+    for f in &mut files {
+        let loc = Locator {
+            file: &f.name,
+            text: &f.text,
+        };
+        for p in std::mem::take(&mut f.raw.prometheus) {
+            prometheus.extend(crate::collectors::prometheus::PrometheusSource::from_file(
+                p, sources, interval, &loc, errors,
+            ));
+            sources += 1;
+        }
+    }
+    let alertmanager = crate::alertmanager::AlertmanagerSettings::from_file(&raw_alertmanager);
 
     // Before the triggers: a rule may read `check.<name>` metrics.
-    let checks =
-        crate::collectors::checks::config::validate(raw.checks, interval, &hosts, &selector, loc, errors);
+    let mut checks = Vec::new();
+    let mut check_names = BTreeSet::new();
+    for f in &mut files {
+        let loc = Locator {
+            file: &f.name,
+            text: &f.text,
+        };
+        checks.extend(crate::collectors::checks::config::validate(
+            std::mem::take(&mut f.raw.checks),
+            interval,
+            &hosts,
+            &selector,
+            &mut check_names,
+            &loc,
+            errors,
+        ));
+    }
 
-    let mut warnings = Vec::new();
-    let default_triggers = raw.triggers.is_empty();
+    let default_triggers = files.iter().all(|f| f.raw.triggers.is_empty());
     let triggers = if default_triggers {
         crate::triggers::rule::default_rules()
     } else {
-        let mut names = BTreeSet::new();
-        raw.triggers
-            .into_iter()
-            .filter_map(|t| {
+        // name -> where it was first defined
+        let mut names: BTreeMap<String, String> = BTreeMap::new();
+        let mut rules = Vec::new();
+        for f in &mut files {
+            let loc = Locator {
+                file: &f.name,
+                text: &f.text,
+            };
+            for t in std::mem::take(&mut f.raw.triggers) {
                 let span = t.span();
-                let rule = Rule::from_file(t.into_inner(), span, loc, &selector, errors, &mut warnings)?;
-                if !names.insert(rule.name.clone()) {
-                    errors.push(loc.error(0..0, format!("two triggers are named `{}`", rule.name)));
+                let name_span = t.get_ref().name.as_ref().map_or(span.clone(), Spanned::span);
+                let Some(rule) =
+                    Rule::from_file(t.into_inner(), span, &loc, &selector, errors, &mut warnings)
+                else {
+                    continue;
+                };
+                let (line, col) = loc.line_col(name_span.start);
+                let here = format!("{}:{line}:{col}", loc.file);
+                match names.get(&rule.name) {
+                    Some(first) => errors.push(loc.error(
+                        name_span,
+                        format!("two triggers are named `{}` (the other at {first})", rule.name),
+                    )),
+                    None => {
+                        names.insert(rule.name.clone(), here);
+                        rules.push(rule);
+                    }
                 }
-                Some(rule)
-            })
-            .collect()
+            }
+        }
+        rules
     };
 
     Config {
         path,
+        files: files.iter().filter_map(|f| f.path.clone()).collect(),
         general,
         ssh,
         ping,
@@ -640,8 +740,8 @@ fn validate(raw: FileConfig, loc: &Locator, path: Option<PathBuf>, errors: &mut 
         triggers,
         checks,
         default_triggers,
-        keys: raw.keys,
-        source_text: Arc::from(loc.text),
+        keys,
+        source_text: files[0].text.clone(),
         warnings,
     }
 }

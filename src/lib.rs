@@ -4,6 +4,7 @@
 
 pub mod alertmanager;
 pub mod cli;
+pub mod cli_hosts;
 pub mod clock;
 pub mod collectors;
 pub mod commands;
@@ -15,6 +16,7 @@ pub mod fleet;
 pub mod format;
 pub mod headless;
 pub mod model;
+pub mod resolution;
 pub mod runtime;
 pub mod snapshot;
 pub mod store;

@@ -9,21 +9,44 @@ use lookout::{commands, config};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    let check_json = matches!(cli.command, Some(Command::Check { json: true, .. }));
     let mut config = match config::load(cli.common.config.as_deref()) {
         Ok(c) => c,
         Err(errors) => {
+            if check_json {
+                let report = lookout::resolution::Report {
+                    errors: errors.0.iter().map(ToString::to_string).collect(),
+                    ..Default::default()
+                };
+                println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+            }
             eprintln!("{errors}");
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = lookout::cli_hosts::add(&mut config, &cli.hosts(), cli.common.all_ssh_hosts) {
+        eprintln!("lookout: {e}");
+        return ExitCode::from(2);
+    }
     // Key bindings and the theme are the dashboard's to validate; `check` reports them too.
     if let Err(e) = lookout::ui::prepare(&config, cli.theme.as_deref()) {
         eprintln!("{e}");
         return ExitCode::from(2);
     }
-    if let Some(Command::Check) = cli.command {
-        print!("{}", commands::check_report(&config));
-        return ExitCode::SUCCESS;
+    if let Some(Command::Check { json, .. }) = cli.command {
+        let report = lookout::resolution::report(&config);
+        if json {
+            println!("{}", serde_json::to_string_pretty(&report).unwrap_or_default());
+        } else {
+            print!("{}", commands::check_report(&config));
+            print!("{}", lookout::resolution::text(&report));
+        }
+        let failed = report.errors.iter().any(|e| !e.starts_with("warning: "));
+        return if failed {
+            ExitCode::from(2)
+        } else {
+            ExitCode::SUCCESS
+        };
     }
     if let Some(addr) = cli.common.metrics_addr {
         // Fail now, before a screen opens, if the address cannot be served.
@@ -43,7 +66,7 @@ fn main() -> ExitCode {
     let config = Arc::new(config);
     let result = runtime.block_on(async move {
         match cli.command {
-            Some(Command::Snapshot { rounds, json }) => {
+            Some(Command::Snapshot { rounds, json, .. }) => {
                 let snap = commands::collect_snapshot(config, rounds).await;
                 let mut out = std::io::stdout().lock();
                 if json {
@@ -63,7 +86,7 @@ fn main() -> ExitCode {
                 lookout::ui::run(config, cli.theme.as_deref()).await?;
                 Ok(ExitCode::SUCCESS)
             }
-            Some(Command::Check) => Ok(ExitCode::SUCCESS),
+            Some(Command::Check { .. }) => Ok(ExitCode::SUCCESS),
         }
     });
     // Collector threads block in sysinfo; do not wait for them.

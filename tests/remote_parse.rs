@@ -268,17 +268,20 @@ fn sample_of_this_machine_matches_the_script() {
         .stdout(std::process::Stdio::piped())
         .spawn()
         .expect("sh runs");
+    let w = watch(&["sh"]);
+    let mut state = RemoteState::default();
+    let request = state.request(42, &w);
+    assert_eq!(request, "42 da 0\n", "the first request reads everything");
     child
         .stdin
         .take()
         .expect("stdin")
-        .write_all(b"42\n")
+        .write_all(request.as_bytes())
         .expect("write");
     let out = child.wait_with_output().expect("output");
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(text.ends_with("\n@@end 42\n"), "{text}");
-    assert!(text.starts_with("@@lookout 1 "), "{text}");
-    let w = watch(&["sh"]);
+    assert!(text.starts_with("@@lookout 2 "), "{text}");
     let parsed = remote::parse(&text, &w).expect("parses");
     assert!(value(&parsed.readings, Metric::DiskUsedPct, "/").is_some());
     // neither the script's shell nor its children count as a watched `sh`
@@ -287,6 +290,198 @@ fn sample_of_this_machine_matches_the_script() {
         "{:?}",
         parsed.processes
     );
+}
+
+/// The script run by one shell, answering request lines on a pipe as over SSH.
+struct Shell {
+    child: std::process::Child,
+    out: std::io::BufReader<std::process::ChildStdout>,
+}
+
+impl Shell {
+    fn start(argv: &[&str], procs: bool) -> Shell {
+        let mut child = std::process::Command::new(argv[0])
+            .args(&argv[1..])
+            .arg("-c")
+            .arg(remote::script(procs))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{argv:?}: {e} (apt-get install -y dash busybox)"));
+        let out = std::io::BufReader::new(child.stdout.take().expect("stdout"));
+        Shell { child, out }
+    }
+
+    /// Sends `request` (for id `id`) and reads the sample up to its end marker.
+    fn ask(&mut self, id: u64, request: &str) -> String {
+        use std::io::{BufRead, Write};
+        let stdin = self.child.stdin.as_mut().expect("stdin");
+        stdin.write_all(request.as_bytes()).expect("request");
+        stdin.flush().expect("flush");
+        let end = format!("@@end {id}\n");
+        let mut text = Vec::new();
+        loop {
+            let mut line = Vec::new();
+            let n = self.out.read_until(b'\n', &mut line).expect("read");
+            assert!(n > 0, "the shell ended: {}", String::from_utf8_lossy(&text));
+            text.extend_from_slice(&line);
+            if line == end.as_bytes() {
+                return String::from_utf8_lossy(&text).into_owned();
+            }
+        }
+    }
+}
+
+impl Drop for Shell {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A `sleep` with a command line of its own, killed when dropped.
+struct Sleeper(std::process::Child);
+
+impl Sleeper {
+    fn start(tag: &str) -> Sleeper {
+        Sleeper(
+            std::process::Command::new("sleep")
+                .arg(tag)
+                .spawn()
+                .expect("sleep"),
+        )
+    }
+}
+
+impl Drop for Sleeper {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn sleeper_pids(details: &[lookout::model::ProcessDetail], tag: &str) -> Vec<u32> {
+    let mut pids: Vec<u32> = details
+        .iter()
+        .filter(|d| d.cmdline.ends_with(tag))
+        .map(|d| d.pid)
+        .collect();
+    pids.sort_unstable();
+    pids
+}
+
+/// Many polls of the format-2 protocol against a real shell (dash, then busybox's): each
+/// request names what to read from what the earlier samples told, processes are found when
+/// they start and dropped when they exit, and disks are read every few polls but reported
+/// in every sample.
+fn session_over(argv: &[&str]) {
+    // a tag no other process of the machine has in its command line
+    let tag = format!("{}.{}", 7000 + std::process::id() % 1000, std::process::id());
+    let first = Sleeper::start(&tag);
+    let mut shell = Shell::start(argv, true);
+    let w = watch(&["sleep", "sh"]);
+    let mut state = RemoteState::default();
+    let mut second: Option<Sleeper> = None;
+    let mut seen_second_at = None;
+    let polls = remote::FULL_EVERY + 5;
+    for id in 0..polls {
+        let request = state.request(id, &w);
+        let text = shell.ask(id, &request);
+        let parsed = state.parse(&text, &w).unwrap_or_else(|e| panic!("{e}: {text}"));
+        let (readings, details) = state.complete(parsed, &w);
+        assert!(
+            value(&readings, Metric::DiskUsedPct, "/").is_some(),
+            "{argv:?} poll {id} ({request:?}): disks are in every sample"
+        );
+        assert!(value(&readings, Metric::MemUsedPct, "").is_some());
+        assert!(
+            details.iter().all(|d| !d.cmdline.contains("@@lookout")),
+            "{argv:?}: the script's own shell is not a watched `sh`"
+        );
+        let pids = sleeper_pids(&details, &tag);
+        let want: Vec<u32> = [Some(first.0.id()), second.as_ref().map(|s| s.0.id())]
+            .into_iter()
+            .flatten()
+            .collect();
+        if id == 0 {
+            assert_eq!(pids, want, "{argv:?}: the first sample reads every process");
+            let d = details.iter().find(|d| d.pid == first.0.id()).expect("sleeper");
+            assert_eq!(&*d.cmdline, format!("sleep {tag}"));
+            assert_eq!(&*d.name, "sleep");
+            assert!(d.rss_bytes > 0);
+        }
+        if id == 3 {
+            // the request names the pids it knows are watched, and no new ones
+            assert!(request.contains(&format!(" {}", first.0.id())), "{request}");
+            assert!(!request.contains('d') && !request.contains('a'), "{request}");
+            second = Some(Sleeper::start(&tag));
+        }
+        if let Some(s) = &second
+            && seen_second_at.is_none()
+            && pids.contains(&s.0.id())
+        {
+            seen_second_at = Some(id);
+            assert_eq!(pids, want, "{argv:?} poll {id}");
+        }
+        if id == 8 {
+            assert!(
+                seen_second_at.is_some_and(|at| at <= 5),
+                "{argv:?}: a new process is read within two polls: {seen_second_at:?}"
+            );
+            second = None;
+        }
+        if id == 9 {
+            assert_eq!(pids, [first.0.id()], "{argv:?}: an exited process is gone");
+        }
+    }
+}
+
+#[test]
+fn session_over_dash() {
+    session_over(&["dash"]);
+}
+
+#[test]
+fn session_over_busybox_sh() {
+    // Debian's busybox (scripts/test.sh installs it): its `sh` applet is ash, whose
+    // builtins (read, printf, test, set) differ from dash's in the details this relies on.
+    session_over(&["busybox", "sh"]);
+}
+
+#[test]
+fn format_2_fixtures() {
+    // A first (full) sample and a later one of a real session with dash (see the README
+    // beside them): the later one has only the watched pids' stat and statm, no df.
+    let w = watch(&["bash", "kthreadd"]);
+    let full = fixture("debian12-v2-full.txt");
+    let later = fixture("debian12-v2-later.txt");
+    let parsed = remote::parse(&full, &w).expect("parses");
+    assert!(parsed.disks_read);
+    let names: Vec<&str> = parsed.processes.iter().map(|p| &*p.watch).collect();
+    assert!(
+        names.contains(&"bash") && names.contains(&"kthreadd"),
+        "{names:?}"
+    );
+    // alone, the later sample has no command lines: only names match
+    let alone = remote::parse(&later, &w).expect("parses");
+    assert!(!alone.disks_read);
+    assert!(value(&alone.readings, Metric::DiskUsedPct, "/").is_none());
+    let mut state = RemoteState::default();
+    let _ = state.request(1, &w);
+    let parsed = state.parse(&full, &w).expect("parses");
+    let (_, d1) = state.complete(parsed, &w);
+    let _ = state.request(2, &w);
+    let parsed = state.parse(&later, &w).expect("parses");
+    let (r2, d2) = state.complete(parsed, &w);
+    // the later sample keeps the command lines and disks of the first
+    assert!(value(&r2, Metric::DiskUsedPct, "/").is_some());
+    let cmdlines = |d: &[lookout::model::ProcessDetail]| {
+        let mut c: Vec<(u32, String)> = d.iter().map(|p| (p.pid, p.cmdline.to_string())).collect();
+        c.sort();
+        c
+    };
+    assert_eq!(cmdlines(&d1), cmdlines(&d2));
+    assert!(value(&r2, Metric::CpuUsage, "").is_some());
 }
 
 proptest! {

@@ -323,7 +323,7 @@ async fn endless_or_foreign_output_is_an_error_not_a_crash() {
     let flood = Sshd::start_with(&[public_key(&s.key)], "ForceCommand yes lookout-flood");
     let chatty = Sshd::start_with(
         &[public_key(&s.key)],
-        "ForceCommand read n; echo Welcome; echo \"@@end $n\"; sleep 60",
+        "ForceCommand read n rest; echo Welcome; echo \"@@end $n\"; sleep 60",
     );
     s.trust(&[&flood, &chatty]);
     s.alias(&[("flood", &flood), ("chatty", &chatty)]);

@@ -3,36 +3,47 @@
 //!
 //! # The remote command
 //!
-//! [`command`] is one POSIX `sh` script started once per SSH session. It reads a line on
-//! stdin (a request id: digits) and answers each line with one *sample* tagged with that id;
-//! it exits at end of input. The collector
-//! either keeps it running and writes a newline every interval (streaming, the default), or
-//! starts it per poll with a single newline followed by EOF (exec per poll); both modes see
-//! exactly the same output. Everything printed on stderr is discarded.
+//! [`command`] is one POSIX `sh` script started once per SSH session. It reads a request
+//! line on stdin (a request id, then what to read: [`script`] says how it is made up and
+//! [`RemoteState::request`] makes it) and answers each line with one *sample* tagged with
+//! that id; it exits at end of input. The collector
+//! either keeps it running and writes a request every interval (streaming, the default), or
+//! starts it per poll with a single request followed by EOF (exec per poll); both modes see
+//! exactly the same output, and the script keeps no state between requests (the jump host
+//! does). Everything printed on stderr is discarded.
+//!
+//! What a sample costs the host is mostly processes started (`df`, `head`): the script reads
+//! the host's files with shell builtins, asks for `df` every [`DF_EVERY`] polls only (the
+//! last disk readings are repeated in between), and reads a process's command line once,
+//! when its pid first appears (keyed by pid and start time, all processes again every
+//! [`FULL_EVERY`] polls); on other polls it reads only the watched pids' stat and statm.
 //!
 //! # The sample format (a contract: the fleet simulator emulates it)
 //!
 //! ```text
-//! @@lookout 1 <shell pid> <CLK_TCK> <PAGESIZE> <request id>
+//! @@lookout 2 <shell pid> <CLK_TCK> <PAGESIZE> <request id>
 //! ==> /proc/stat <==
-//! ...the file...
-//!
+//! ...the file (its cpu lines, unless asked for all)...
 //! ==> /proc/meminfo <==
+//! ...the file, up to SwapFree...
+//! (then /proc/loadavg, /proc/uptime, /proc/net/dev the same way)
+//! ==> /proc/mounts <==         (mounts and df only when the request has flag `d`)
 //! ...
-//! (then /proc/loadavg, /proc/uptime, /proc/net/dev, /proc/mounts the same way)
 //! @@df
 //! ...the output of `df -P -k`...
+//! @@pids                       (only when processes are watched, and not read in full:
+//! 1 2 17 ...                    the host's pids, one line)
 //! @@procs                       (only when processes are watched on this host)
-//! ==> /proc/<pid>/stat <==      (first line of every /proc/<pid>/stat,
-//! ...                            then of every /proc/<pid>/statm,
-//! ==> /proc/<pid>/cmdline <==    then every /proc/<pid>/cmdline, NUL-separated)
-//! ...
+//! ==> /proc/<pid>/stat <==      (first line of /proc/<pid>/stat and statm of the watched
+//! ==> /proc/<pid>/statm <==      pids; then, as one `head` prints them, stat, statm and
+//! ...                            cmdline (NUL-separated) of the new pids; or with flag
+//!                                `a` of every process: all stat, all statm, all cmdline)
 //! @@end <request id>
 //! ```
 //!
-//! The `==> FILE <==` headers are those POSIX `head` prints for several files (each header
-//! after the first is preceded by an empty line), so one `head` process reads all the /proc
-//! files of a sample. Section order does not matter to the parser, unknown sections are
+//! Format 1 (still parsed: the fixtures hold it) had every file every time, read by one
+//! `head` (whose `==> FILE <==` headers format 2 keeps), and every process in full.
+//! Section order does not matter to the parser, unknown sections are
 //! ignored, and empty lines are insignificant. A line `@@end <request id>` ends a sample: the
 //! reader waits for the id it asked for, so output that merely looks like an end marker (a
 //! process command line holding `@@end`) cannot shift later samples.
@@ -55,7 +66,11 @@ use super::procfs::{self, CpuTimes};
 use crate::model::{Interner, Metric, ProcessDetail, Reading, sanitize};
 
 /// Version of the sample format in the `@@lookout` line.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
+
+/// The oldest format [`parse`] still reads (1: every file of every process in each sample,
+/// always with `df`).
+pub const OLDEST_FORMAT: u32 = 1;
 
 /// The line that ends one sample.
 pub const END_MARKER: &str = "@@end";
@@ -69,27 +84,67 @@ pub const DF_MARKER: &str = "@@df";
 /// The section holding the watched processes' /proc files.
 pub const PROCS_MARKER: &str = "@@procs";
 
-/// The /proc files read by `head` in every sample, in this order (space-separated).
+/// The section listing the host's pids (the entries of /proc), one line.
+pub const PIDS_MARKER: &str = "@@pids";
+
+/// The /proc files of the format-1 script (read by `head` in every sample, in this order);
+/// the fleet simulator prints them in this order too.
 pub const FILES: &str = "/proc/stat /proc/meminfo /proc/loadavg /proc/uptime /proc/net/dev /proc/mounts";
+
+/// Every how many polls a sample carries `df` and /proc/mounts: disk usage moves slowly,
+/// and `df` is a process started on the host (most of a sample's cost there).
+pub const DF_EVERY: u64 = 10;
+
+/// Every how many polls the watched host reads every process's files again, so a process
+/// that exec'd another program or a pid reused between two listings is seen within this
+/// many polls (otherwise a pid's command line is read once, when it first appears).
+pub const FULL_EVERY: u64 = 30;
 
 /// The shell script (without the outer `sh -c` quoting) answering each stdin line with a
 /// sample. It contains no single quote, so it can be wrapped in single quotes as is.
+///
+/// A request line is `ID FLAGS CPU_LINES WATCHED... [+ NEW...]` (see [`RemoteState::request`]);
+/// a line holding only `ID` asks for the host's files without disks or processes.
+/// Everything but `df` and the per-process `head` is a shell builtin: a file is read with
+/// `read` loops and the sample is gathered in one variable, so a sample costs the host no
+/// process at all on most polls, and reaches sshd in one write.
+/// - FLAGS: `d` adds /proc/mounts and `df -P -k`; `a` reads the stat, statm and cmdline
+///   of every process (with one `head`) instead of the lists that follow; `-` neither.
+/// - CPU_LINES: how many lines of /proc/stat to read (its cpu lines; 0 for all): the line
+///   after them (interrupt counts) is most of the file.
+/// - WATCHED: pids whose stat and statm are read with `read`; NEW: pids whose stat, statm
+///   and cmdline are read with one `head` (command lines hold NULs, which `read` drops).
 pub fn script(watch_processes: bool) -> String {
     let procs = if watch_processes {
         format!(
-            "echo {PROCS_MARKER}; head -n 1 /proc/[0-9]*/stat /proc/[0-9]*/statm /proc/[0-9]*/cmdline; echo; "
+            "case $f in *a*) printf \"%s{PROCS_MARKER}\\n\" \"$s\"; s=; \
+             head -n 1 /proc/[0-9]*/stat /proc/[0-9]*/statm /proc/[0-9]*/cmdline; echo;; \
+             *) set -- [0-9]*; s=\"$s{PIDS_MARKER}$e$*$e{PROCS_MARKER}$e\"; a=; \
+             case $w in *+*) a=${{w#*+}}; w=${{w%%+*}};; esac; \
+             for x in $w; do IFS= read -r l <$x/stat && s=\"$s==> /proc/$x/stat <==$e$l$e\" \
+             && IFS= read -r l <$x/statm && s=\"$s==> /proc/$x/statm <==$e$l$e\"; done; \
+             if [ -n \"$a\" ]; then l=; \
+             for x in $a; do l=\"$l /proc/$x/stat /proc/$x/statm /proc/$x/cmdline\"; done; \
+             printf \"%s\" \"$s\"; s=; head -n 1 $l; echo; fi;; esac; "
         )
     } else {
         String::new()
     };
     format!(
         "exec 2>/dev/null; t=$(getconf CLK_TCK); p=$(getconf PAGESIZE); \
-         while read -r n; do \
-         echo \"{START_MARKER} {FORMAT_VERSION} $$ ${{t:-100}} ${{p:-4096}} $n\"; \
-         head -n 100000 {FILES}; echo; \
-         echo {DF_MARKER}; df -P -k; \
+         e=$(printf \"\\n.\"); e=${{e%.}}; cd /proc; \
+         while read -r n f c w; do \
+         s=\"{START_MARKER} {FORMAT_VERSION} $$ ${{t:-100}} ${{p:-4096}} $n$e==> /proc/stat <==$e\"; i=0; \
+         while IFS= read -r l; do s=\"$s$l$e\"; i=$((i+1)); [ \"$i\" = \"$c\" ] && break; done <stat; \
+         s=\"$s==> /proc/meminfo <==$e\"; \
+         while IFS= read -r l; do s=\"$s$l$e\"; case $l in SwapFree:*) break;; esac; done <meminfo; \
+         for x in loadavg uptime net/dev; do s=\"$s==> /proc/$x <==$e\"; \
+         while IFS= read -r l; do s=\"$s$l$e\"; done <$x; done; \
+         case $f in *d*) s=\"$s==> /proc/mounts <==$e\"; \
+         while IFS= read -r l; do s=\"$s$l$e\"; done <mounts; \
+         printf \"%s{DF_MARKER}\\n\" \"$s\"; s=; df -P -k;; esac; \
          {procs}\
-         echo \"{END_MARKER} $n\"; \
+         printf \"%s{END_MARKER} %s\\n\" \"$s\" \"$n\"; \
          done"
     )
 }
@@ -156,6 +211,8 @@ pub struct Parsed {
     pub clk_tck: u64,
     pub mem_total_bytes: u64,
     pub processes: Vec<RawProcess>,
+    /// Whether the sample held `df` output (format 2 has it every [`DF_EVERY`] polls).
+    pub disks_read: bool,
 }
 
 /// The sections of a sample in order, up to the end marker: (`@@name` or `/proc/...` path,
@@ -230,6 +287,17 @@ pub fn parse(text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
 /// [`parse`] taking mount and interface names from `names`, which a collector keeps from one
 /// sample of a host to the next (the same names every time: no new allocations).
 pub fn parse_with(text: &str, watch: &Watch, names: &mut Interner) -> Result<Parsed, ParseError> {
+    parse_inner(text, watch, names, None)
+}
+
+/// The parser; with `table`, per-process sections without a command line are completed
+/// from what earlier samples of the host read (format 2), and the table is updated.
+fn parse_inner(
+    text: &str,
+    watch: &Watch,
+    names: &mut Interner,
+    table: Option<&mut ProcTable>,
+) -> Result<Parsed, ParseError> {
     // The sections before @@procs are few and looked up by name; the per-process ones
     // (most of them) after it are read in one pass.
     let mut all = Sections::new(text);
@@ -248,7 +316,7 @@ pub fn parse_with(text: &str, watch: &Watch, names: &mut Interner) -> Result<Par
     };
     let mut fields = head.lines().next().unwrap_or("").split_ascii_whitespace().skip(1);
     let version = fields.next().unwrap_or("");
-    if version != FORMAT_VERSION.to_string() {
+    if !num::<u32>(Some(version)).is_some_and(|v| (OLDEST_FORMAT..=FORMAT_VERSION).contains(&v)) {
         return Err(ParseError::Version(sanitize(
             &version.chars().take(20).collect::<String>(),
         )));
@@ -304,6 +372,7 @@ pub fn parse_with(text: &str, watch: &Watch, names: &mut Interner) -> Result<Par
         }
     }
     if let Some(df) = get(DF_MARKER) {
+        p.disks_read = true;
         let fstypes = match get("/proc/mounts") {
             Some(m) if watch.mounts.is_empty() => parse_mounts(m),
             _ => HashMap::new(),
@@ -311,7 +380,13 @@ pub fn parse_with(text: &str, watch: &Watch, names: &mut Interner) -> Result<Par
         disks(df, &fstypes, watch, names, &mut p.readings);
     }
     if has_procs && !watch.processes.is_empty() {
-        p.processes = processes(all, shell_pid, page, watch, names);
+        let ctx = ProcContext {
+            shell_pid,
+            page,
+            watch,
+            listing: get(PIDS_MARKER),
+        };
+        p.processes = processes(all, &ctx, names, table);
     }
     Ok(p)
 }
@@ -516,13 +591,80 @@ struct ProcFiles<'a> {
     cmdline: Option<&'a str>,
 }
 
+/// What the host's earlier samples told about its processes (format 2): the static part
+/// of each pid, read once when the pid first appears, and so which pids the next request
+/// names.
+#[derive(Debug, Default)]
+struct ProcTable {
+    known: HashMap<u32, Known>,
+    /// Pids of the last listing not known yet: the next request reads them in full.
+    new: Vec<u32>,
+    /// The pids the last request read in full.
+    asked: Vec<u32>,
+    /// Whether a full read filled the table (until then every request asks for one).
+    filled: bool,
+    /// Bumped per sample; marks the pids of the current listing.
+    generation: u64,
+}
+
+/// One pid as first read: its start time (with the pid, what makes it the same process),
+/// and its name and command line when some watched name matches it.
+#[derive(Debug)]
+struct Known {
+    start: u64,
+    watched: Option<(Arc<str>, Arc<str>)>,
+    seen: u64,
+}
+
+/// At most this many pids are read in full per request; the rest wait for the next one
+/// (a burst of new processes must not make one request line or one `head` huge).
+const MAX_NEW_PER_REQUEST: usize = 256;
+
+/// What every process section of one sample is read with.
+struct ProcContext<'a> {
+    shell_pid: u32,
+    page: u64,
+    watch: &'a Watch,
+    /// The `@@pids` line (format 2, unless every process was read in full).
+    listing: Option<&'a str>,
+}
+
+/// The dynamic fields of one /proc/PID/stat (after the name) and statm.
+struct StatFields {
+    ppid: u64,
+    ticks: u64,
+    start: u64,
+    vms: u64,
+    rss: u64,
+    shared: u64,
+}
+
+fn stat_fields(rest: &str, statm: Option<&str>, page: u64) -> StatFields {
+    // fields after the name: state(0) ppid(1) ... utime(11) stime(12) ... starttime(19)
+    // vsize(20) rss(21)
+    let mut fields = [0u64; 22];
+    for (i, v) in rest.split_ascii_whitespace().take(22).enumerate() {
+        fields[i] = v.parse().unwrap_or(0);
+    }
+    StatFields {
+        ppid: fields[1],
+        ticks: fields[11].saturating_add(fields[12]),
+        start: fields[19],
+        vms: fields[20],
+        rss: fields[21].saturating_mul(page),
+        shared: statm
+            .and_then(|s| num::<u64>(s.split_ascii_whitespace().nth(2)))
+            .unwrap_or(0)
+            .saturating_mul(page),
+    }
+}
+
 /// The watched processes among the per-process sections (those after `@@procs`).
 fn processes<'a>(
     sections: impl Iterator<Item = (&'a str, &'a str)>,
-    shell_pid: u32,
-    page: u64,
-    watch: &Watch,
+    ctx: &ProcContext<'_>,
     names: &mut Interner,
+    mut table: Option<&mut ProcTable>,
 ) -> Vec<RawProcess> {
     // `head` prints every stat file, then every statm, then every cmdline, each list in the
     // same glob order: a cursor finds a process's entry without a hash map (one lookup from
@@ -559,52 +701,81 @@ fn processes<'a>(
     files.sort_by_key(|(pid, _)| *pid);
     // A repeated pid (hostile output) counts once.
     files.dedup_by_key(|(pid, _)| *pid);
+    let generation = table.as_deref_mut().map_or(0, |t| {
+        t.generation += 1;
+        t.generation
+    });
+    let watch = ctx.watch;
     let mut out = Vec::new();
     for (pid, f) in files {
         let Some(stat) = f.stat else { continue };
         let Some((name, rest)) = procfs::stat_name(stat) else {
             continue;
         };
-        let cmdline_raw = f.cmdline.unwrap_or("");
-        // Every way of matching needs the name or the command line to hold the watched name.
-        if !watch
-            .processes
-            .iter()
-            .any(|w| name == &**w || cmdline_raw.contains(&**w) || w.contains(' '))
-        {
-            continue;
-        }
-        // fields after the name: state(0) ppid(1) ... utime(11) stime(12) ... vsize(20) rss(21)
-        let mut fields = [0u64; 22];
-        for (i, v) in rest.split_ascii_whitespace().take(22).enumerate() {
-            fields[i] = v.parse().unwrap_or(0);
-        }
-        let ppid = fields[1];
-        if pid == shell_pid || (shell_pid != 0 && ppid == u64::from(shell_pid)) {
-            continue;
-        }
-        let ticks = fields[11].saturating_add(fields[12]);
-        let vms = fields[20];
-        let rss = fields[21].saturating_mul(page);
-        let shared = f
-            .statm
-            .and_then(|s| num::<u64>(s.split_ascii_whitespace().nth(2)))
-            .unwrap_or(0)
-            .saturating_mul(page);
-        // The NULs between arguments are control characters: sanitizing turns them into
-        // the spaces a command line is shown and matched with. Kept between samples: most
-        // processes live longer than a poll.
-        let cmdline = names.get_sanitized(cmdline_raw);
-        let name = names.get_sanitized(name);
+        let st = stat_fields(rest, f.statm, ctx.page);
+        let own = pid == ctx.shell_pid || (ctx.shell_pid != 0 && st.ppid == u64::from(ctx.shell_pid));
+        let (name, cmdline) = match (f.cmdline, table.as_deref_mut()) {
+            // Read in full: match it, and remember it when a table is kept.
+            (Some(cmdline_raw), table) => {
+                let matched = if own {
+                    None
+                } else {
+                    matched_names(watch, name, cmdline_raw, names)
+                };
+                if let Some(t) = table {
+                    t.known.insert(
+                        pid,
+                        Known {
+                            start: st.start,
+                            watched: matched.clone(),
+                            seen: generation,
+                        },
+                    );
+                }
+                match matched {
+                    Some(m) => m,
+                    None => continue,
+                }
+            }
+            // Only the dynamic files: the same process as before (pid, start time and
+            // name agree) takes its command line from the table; another one is forgotten
+            // and read in full with the next request (it is in this sample's listing).
+            (None, Some(t)) => {
+                let Some(k) = t.known.get_mut(&pid) else {
+                    continue;
+                };
+                match &k.watched {
+                    Some((n, c)) if k.start == st.start && *n == names.get_sanitized(name) => {
+                        k.seen = generation;
+                        (n.clone(), c.clone())
+                    }
+                    Some(_) => {
+                        t.known.remove(&pid);
+                        continue;
+                    }
+                    None => continue,
+                }
+            }
+            // Format 1 with a command line that vanished: matched by the name alone.
+            (None, None) => {
+                if own {
+                    continue;
+                }
+                match matched_names(watch, name, "", names) {
+                    Some(m) => m,
+                    None => continue,
+                }
+            }
+        };
         let raw = |watch: &Arc<str>, name: Arc<str>, cmdline: Arc<str>| RawProcess {
             watch: watch.clone(),
             pid,
             name,
             cmdline,
-            ticks,
-            rss_bytes: rss,
-            vms_bytes: vms,
-            shared_bytes: shared,
+            ticks: st.ticks,
+            rss_bytes: st.rss,
+            vms_bytes: st.vms,
+            shared_bytes: st.shared,
         };
         // Usually one watched name matches: the strings move to it rather than being copied.
         let mut matched: Option<&Arc<str>> = None;
@@ -619,7 +790,84 @@ fn processes<'a>(
             out.push(raw(w, name, cmdline));
         }
     }
+    if let Some(t) = table {
+        t.update_listing(ctx.listing, generation);
+    }
     out
+}
+
+/// The kept name and command line of a process some watched name matches, or None.
+fn matched_names(
+    watch: &Watch,
+    name: &str,
+    cmdline_raw: &str,
+    names: &mut Interner,
+) -> Option<(Arc<str>, Arc<str>)> {
+    // Every way of matching needs the name or the command line to hold the watched name:
+    // a cheap test before anything is sanitized or kept.
+    if !watch
+        .processes
+        .iter()
+        .any(|w| name == &**w || cmdline_raw.contains(&**w) || w.contains(' '))
+    {
+        return None;
+    }
+    // The NULs between arguments are control characters: sanitizing turns them into
+    // the spaces a command line is shown and matched with. Kept between samples: most
+    // processes live longer than a poll.
+    let cmdline = names.get_sanitized(cmdline_raw);
+    let name = names.get_sanitized(name);
+    watch
+        .processes
+        .iter()
+        .any(|w| super::process_matches(w, &name, &cmdline))
+        .then_some((name, cmdline))
+}
+
+impl ProcTable {
+    /// After a sample's process sections: a full read (no listing) replaces the table;
+    /// a listing marks the pids still there, forgets the others, and collects the new.
+    fn update_listing(&mut self, listing: Option<&str>, generation: u64) {
+        self.new.clear();
+        match listing {
+            None => self.filled = true,
+            Some(list) => {
+                for pid in list
+                    .split_ascii_whitespace()
+                    .filter_map(|p| p.parse::<u32>().ok())
+                {
+                    if let Some(k) = self.known.get_mut(&pid) {
+                        k.seen = generation;
+                    } else if self.asked.contains(&pid) {
+                        // Asked in full but unreadable (it exited, or its files are not
+                        // ours to read): not asked again until the next full read.
+                        self.known.insert(
+                            pid,
+                            Known {
+                                start: 0,
+                                watched: None,
+                                seen: generation,
+                            },
+                        );
+                    } else {
+                        self.new.push(pid);
+                    }
+                }
+            }
+        }
+        self.known.retain(|_, k| k.seen == generation);
+        self.asked.clear();
+    }
+}
+
+fn is_disk(m: Metric) -> bool {
+    [
+        Metric::DiskTotal,
+        Metric::DiskUsed,
+        Metric::DiskFree,
+        Metric::DiskUsedPct,
+    ]
+    .contains(&m)
 }
 
 /// The previous counters of one host, so percentages can be derived between samples.
@@ -631,6 +879,15 @@ pub struct RemoteState {
     prev_ticks: HashMap<u32, u64>,
     /// Mount, interface and core names, kept between samples.
     names: Interner,
+    /// Requests sent on this connection.
+    polls: u64,
+    /// How many lines of /proc/stat hold cpu counters (0: not known yet, read them all).
+    cpu_lines: usize,
+    /// Whether the last request asked for every line of /proc/stat.
+    stat_all_asked: bool,
+    /// The disk readings of the last sample with `df`, repeated in those without.
+    disks: Vec<Reading>,
+    procs: ProcTable,
 }
 
 impl RemoteState {
@@ -639,11 +896,60 @@ impl RemoteState {
         *self = RemoteState::default();
     }
 
-    /// [`parse`] with this host's names from earlier samples.
+    /// The request line (with its newline) asking for the next sample, tagged `id`: what
+    /// the sample holds follows from this host's earlier samples (see [`script`]).
+    pub fn request(&mut self, id: u64, watch: &Watch) -> String {
+        use std::fmt::Write as _;
+        let poll = self.polls;
+        self.polls += 1;
+        let disks = poll.is_multiple_of(DF_EVERY);
+        let procs = !watch.processes.is_empty();
+        let full = procs && (!self.procs.filled || poll.is_multiple_of(FULL_EVERY));
+        let flags = match (disks, full) {
+            (true, true) => "da",
+            (true, false) => "d",
+            (false, true) => "a",
+            (false, false) => "-",
+        };
+        // every line of /proc/stat now and then, so cpus brought online are seen
+        self.stat_all_asked = disks || self.cpu_lines == 0;
+        let cpu_lines = if self.stat_all_asked { 0 } else { self.cpu_lines };
+        let mut line = format!("{id} {flags} {cpu_lines}");
+        if procs && !full {
+            for (pid, _) in self.procs.known.iter().filter(|(_, k)| k.watched.is_some()) {
+                let _ = write!(line, " {pid}");
+            }
+            let t = &mut self.procs;
+            t.asked.clear();
+            t.asked.extend(t.new.iter().take(MAX_NEW_PER_REQUEST));
+            if !t.asked.is_empty() {
+                line.push_str(" +");
+                for pid in &t.asked {
+                    let _ = write!(line, " {pid}");
+                }
+            }
+        }
+        line.push('\n');
+        line
+    }
+
+    /// [`parse`] with this host's names and processes from earlier samples; a sample
+    /// without `df` carries the disk readings of the last one with it.
     pub fn parse(&mut self, text: &str, watch: &Watch) -> Result<Parsed, ParseError> {
         // Names of the previous samples that nothing uses any more (exited processes).
         self.names.prune();
-        parse_with(text, watch, &mut self.names)
+        let mut parsed = parse_inner(text, watch, &mut self.names, Some(&mut self.procs))?;
+        if self.stat_all_asked && parsed.cpu_total.is_some() {
+            self.cpu_lines = parsed.cores.len() + 1;
+        }
+        if parsed.disks_read {
+            self.disks.clear();
+            self.disks
+                .extend(parsed.readings.iter().filter(|r| is_disk(r.metric)).cloned());
+        } else {
+            parsed.readings.extend(self.disks.iter().cloned());
+        }
+        Ok(parsed)
     }
 
     /// Completes a parsed sample with the percentages that need the previous one, and
@@ -657,6 +963,7 @@ impl RemoteState {
             clk_tck,
             mem_total_bytes,
             processes,
+            disks_read: _,
         } = parsed;
         // Room for what is still to come, so the vector is never regrown (it is a large
         // allocation): cpu, cores, process totals, the poll time, and the rates the engine

@@ -207,7 +207,7 @@ impl server::Handler for Conn {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                let _ = handle.data(channel, out.into_bytes().into()).await;
+                let _ = handle.data(channel, out.into_bytes()).await;
                 let _ = handle.exit_status_request(channel, code).await;
                 let _ = handle.eof(channel).await;
                 let _ = handle.close(channel).await;
@@ -299,7 +299,10 @@ fn simulated_check(seed: u64, command: &str) -> (String, u32) {
     }
     let value = h % 1000;
     (
-        format!("SIM OK - {command} is {value}|value={value};900;950;0;1000 time=0.00{}s\n", h % 10),
+        format!(
+            "SIM OK - {command} is {value}|value={value};900;950;0;1000 time=0.00{}s\n",
+            h % 10
+        ),
         0,
     )
 }

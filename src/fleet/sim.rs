@@ -14,7 +14,9 @@ use std::time::Instant;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
-use crate::collectors::remote::{DF_MARKER, END_MARKER, FILES, FORMAT_VERSION, PROCS_MARKER, START_MARKER};
+use crate::collectors::remote::{
+    DF_MARKER, END_MARKER, FILES, FORMAT_VERSION, PIDS_MARKER, PROCS_MARKER, START_MARKER,
+};
 
 const CLK_TCK: u64 = 100;
 const PAGE: u64 = 4096;
@@ -461,23 +463,49 @@ impl HostSim {
         }
     }
 
-    /// The answer to one request: a whole sample ending with the end marker of `request`.
-    /// `shell_pid` is the pid of the (simulated) `sh` running the command, `procs` whether
-    /// the command asked for the process listing.
+    /// The answer to one request line (of `RemoteState::request`: id, flags, cpu lines,
+    /// watched pids, `+` new pids): a whole sample ending with the end marker of its id, as
+    /// the script of `remote::script` prints it. `shell_pid` is the pid of the (simulated)
+    /// `sh` running the command, `procs` whether the command has the process part.
     pub fn sample(&mut self, request: &str, shell_pid: u32, procs: bool, out: &mut String) {
         self.advance();
+        let mut words = request.split_ascii_whitespace();
+        let id = words.next().unwrap_or("");
+        let flags = words.next().unwrap_or("");
+        let cpu_lines: usize = words.next().and_then(|c| c.parse().ok()).unwrap_or(0);
+        let (disks, full) = (flags.contains('d'), flags.contains('a'));
+        let mut watched: Vec<u32> = Vec::new();
+        let mut new: Vec<u32> = Vec::new();
+        let mut after_plus = false;
+        for w in words {
+            match (w, w.parse::<u32>()) {
+                ("+", _) => after_plus = true,
+                (_, Ok(pid)) if after_plus => new.push(pid),
+                (_, Ok(pid)) => watched.push(pid),
+                _ => {}
+            }
+        }
         let _ = writeln!(
             out,
-            "{START_MARKER} {FORMAT_VERSION} {shell_pid} {CLK_TCK} {PAGE} {request}"
+            "{START_MARKER} {FORMAT_VERSION} {shell_pid} {CLK_TCK} {PAGE} {id}"
         );
-        for (i, file) in FILES.split_ascii_whitespace().enumerate() {
-            if i > 0 {
-                out.push('\n');
+        for file in FILES.split_ascii_whitespace() {
+            if file == "/proc/mounts" && !disks {
+                continue;
             }
             let _ = writeln!(out, "==> {file} <==");
+            let start = out.len();
             match file {
-                "/proc/stat" => self.stat(out),
-                "/proc/meminfo" => self.meminfo(out),
+                "/proc/stat" => {
+                    self.stat(out);
+                    if cpu_lines > 0 {
+                        truncate_lines(out, start, |i, _| i + 1 == cpu_lines);
+                    }
+                }
+                "/proc/meminfo" => {
+                    self.meminfo(out);
+                    truncate_lines(out, start, |_, l| l.starts_with("SwapFree:"));
+                }
                 "/proc/loadavg" => self.loadavg(out),
                 "/proc/uptime" => {
                     let _ = writeln!(out, "{:.2} {:.2}", self.uptime, self.idle_total);
@@ -487,15 +515,20 @@ impl HostSim {
                 _ => {}
             }
         }
-        out.push('\n');
-        let _ = writeln!(out, "{DF_MARKER}");
-        self.df(out);
-        if procs {
-            let _ = writeln!(out, "{PROCS_MARKER}");
-            self.proc_listing(shell_pid, out);
-            out.push('\n');
+        if disks {
+            let _ = writeln!(out, "{DF_MARKER}");
+            self.df(out);
         }
-        let _ = writeln!(out, "{END_MARKER} {request}");
+        if procs {
+            if full {
+                let _ = writeln!(out, "{PROCS_MARKER}");
+                self.proc_listing(shell_pid, None, out);
+                out.push('\n');
+            } else {
+                self.proc_listing(shell_pid, Some((&watched, &new)), out);
+            }
+        }
+        let _ = writeln!(out, "{END_MARKER} {id}");
     }
 
     fn stat(&self, out: &mut String) {
@@ -692,7 +725,10 @@ impl HostSim {
 
     /// What `head -n 1 /proc/[0-9]*/stat /proc/[0-9]*/statm /proc/[0-9]*/cmdline` prints:
     /// the globs sort pids as strings, cmdline holds NULs and no newline.
-    fn proc_listing(&mut self, shell_pid: u32, out: &mut String) {
+    /// The process part of a sample: every process's stat, statm and cmdline as one `head`
+    /// prints them (`only` None), or the pid listing, then the `read` stat and statm of the
+    /// watched pids and the `head` of the new ones (`only` Some((watched, new))).
+    fn proc_listing(&mut self, shell_pid: u32, only: Option<(&[u32], &[u32])>, out: &mut String) {
         let sshd_session = shell_pid.saturating_sub(1);
         let now = self.start_ticks();
         let mut all: Vec<Proc> = self.procs.clone();
@@ -724,6 +760,45 @@ impl HostSim {
             start_ticks: now,
             transient: true,
         });
+        if let Some((watched, fresh)) = only {
+            // the listing is globbed before any `head` starts
+            if fresh.is_empty() {
+                all.pop();
+            }
+            let mut names: Vec<String> = all
+                .iter()
+                .filter(|p| p.comm != "head")
+                .map(|p| p.pid.to_string())
+                .collect();
+            names.sort();
+            let _ = writeln!(out, "{PIDS_MARKER}\n{}\n{PROCS_MARKER}", names.join(" "));
+            let find = |pid: u32| all.iter().find(|p| p.pid == pid);
+            for p in watched.iter().filter_map(|&pid| find(pid)) {
+                let _ = writeln!(out, "==> /proc/{}/stat <==", p.pid);
+                Self::stat_line(p, out);
+                let _ = writeln!(out, "==> /proc/{}/statm <==", p.pid);
+                Self::statm_line(p, out);
+            }
+            let mut first = true;
+            for p in fresh.iter().filter_map(|&pid| find(pid)) {
+                for file in ["stat", "statm", "cmdline"] {
+                    if !first {
+                        out.push('\n');
+                    }
+                    first = false;
+                    let _ = writeln!(out, "==> /proc/{}/{file} <==", p.pid);
+                    match file {
+                        "stat" => Self::stat_line(p, out),
+                        "statm" => Self::statm_line(p, out),
+                        _ => out.push_str(&p.cmdline),
+                    }
+                }
+            }
+            if !fresh.is_empty() {
+                out.push('\n');
+            }
+            return;
+        }
         let mut names: Vec<(String, usize)> = all
             .iter()
             .enumerate()
@@ -741,42 +816,67 @@ impl HostSim {
         for (name, i) in &names {
             let p = &all[*i];
             header(out, name, "stat");
-            let t = p.ticks as u64;
-            let _ = writeln!(
-                out,
-                "{} ({}) {} {} {} {} 0 -1 4194560 {} 0 {} 0 {} {} 0 0 20 0 1 0 {} {} {} 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0",
-                p.pid,
-                p.comm,
-                p.state,
-                p.ppid,
-                p.pid,
-                p.pid,
-                t / 3,
-                t / 50,
-                t * 3 / 4,
-                t - t * 3 / 4,
-                p.start_ticks,
-                p.vsize,
-                p.rss_pages
-            );
+            Self::stat_line(p, out);
         }
         for (name, i) in &names {
-            let p = &all[*i];
             header(out, name, "statm");
-            let _ = writeln!(
-                out,
-                "{} {} {} 19 0 {} 0",
-                p.vsize / PAGE,
-                p.rss_pages,
-                p.shared_pages,
-                p.rss_pages / 2
-            );
+            Self::statm_line(&all[*i], out);
         }
         for (name, i) in &names {
             header(out, name, "cmdline");
             out.push_str(&all[*i].cmdline);
         }
         out.push('\n');
+    }
+
+    /// A process's /proc/PID/stat line.
+    fn stat_line(p: &Proc, out: &mut String) {
+        let t = p.ticks as u64;
+        let _ = writeln!(
+            out,
+            "{} ({}) {} {} {} {} 0 -1 4194560 {} 0 {} 0 {} {} 0 0 20 0 1 0 {} {} {} 18446744073709551615 1 1 0 0 0 0 0 4096 0 0 0 17 0 0 0 0 0 0 0 0 0 0 0 0 0",
+            p.pid,
+            p.comm,
+            p.state,
+            p.ppid,
+            p.pid,
+            p.pid,
+            t / 3,
+            t / 50,
+            t * 3 / 4,
+            t - t * 3 / 4,
+            p.start_ticks,
+            p.vsize,
+            p.rss_pages
+        );
+    }
+
+    /// A process's /proc/PID/statm line.
+    fn statm_line(p: &Proc, out: &mut String) {
+        let _ = writeln!(
+            out,
+            "{} {} {} 19 0 {} 0",
+            p.vsize / PAGE,
+            p.rss_pages,
+            p.shared_pages,
+            p.rss_pages / 2
+        );
+    }
+}
+
+/// Cuts `out` after the first line (from `start`) for which `last(index, line)` holds, as
+/// the script's `read` loop stops there.
+fn truncate_lines(out: &mut String, start: usize, mut last: impl FnMut(usize, &str) -> bool) {
+    let mut at = start;
+    let mut i = 0;
+    while let Some(n) = out[at..].find('\n') {
+        let end = at + n + 1;
+        if last(i, &out[at..end - 1]) {
+            out.truncate(end);
+            return;
+        }
+        at = end;
+        i += 1;
     }
 }
 
@@ -806,13 +906,13 @@ mod tests {
         let mut host = HostSim::new(7, &profile);
         let mut state = RemoteState::default();
         let mut text = String::new();
-        host.sample("41", 90_001, true, &mut text);
+        host.sample("41 da 0", 90_001, true, &mut text);
         assert!(text.ends_with("@@end 41\n"), "{text}");
         let first = parse(&text, &watch).expect("parses");
         let (r1, _) = state.complete(first, &watch);
         std::thread::sleep(std::time::Duration::from_millis(120));
         text.clear();
-        host.sample("42", 90_001, true, &mut text);
+        host.sample("42 da 0", 90_001, true, &mut text);
         let (r2, procs) = state.complete(parse(&text, &watch).expect("parses"), &watch);
         let cpu = value(&r2, Metric::CpuUsage, "").expect("cpu% after two samples");
         assert!((0.0..=100.0).contains(&cpu), "{cpu}");

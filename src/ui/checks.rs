@@ -68,8 +68,18 @@ pub fn render(area: Rect, buf: &mut Buffer, app: &App, h: &HostView) {
             .collect();
         let texts = [
             (c.name.to_string(), t.text),
-            (crate::collectors::checks::status_name(c.status).to_string(), status_style),
-            (if values.is_empty() { "-".to_string() } else { values.join(" ") }, t.text),
+            (
+                crate::collectors::checks::status_name(c.status).to_string(),
+                status_style,
+            ),
+            (
+                if values.is_empty() {
+                    "-".to_string()
+                } else {
+                    values.join(" ")
+                },
+                t.text,
+            ),
             (c.message.to_string(), t.muted),
             (format!("{:.0}ms", c.duration_ms), t.muted),
         ];

@@ -124,7 +124,11 @@ const COLS: [Col; 13] = [
 
 /// The columns that fit in `width` cells and the host column's width.
 fn layout(width: u16, longest: u16, checks: bool) -> (Vec<Col>, u16) {
-    let mut cols: Vec<Col> = COLS.iter().filter(|c| checks || c.title != "chk").copied().collect();
+    let mut cols: Vec<Col> = COLS
+        .iter()
+        .filter(|c| checks || c.title != "chk")
+        .copied()
+        .collect();
     let need = |cols: &[Col]| cols.iter().map(|c| c.width + 1).sum::<u16>() + HOST_MIN;
     while need(&cols) > width {
         let Some((i, _)) = cols.iter().enumerate().max_by_key(|(i, c)| (c.prio, *i)) else {

@@ -539,7 +539,10 @@ fn with_checks(mut snap: Snapshot) -> Snapshot {
             Duration::from_millis(15),
         ))
     };
-    for (k, (status, message)) in [(0u8, "SVC OK - fine"), (2, "SVC CRITICAL - down")].into_iter().enumerate() {
+    for (k, (status, message)) in [(0u8, "SVC OK - fine"), (2, "SVC CRITICAL - down")]
+        .into_iter()
+        .enumerate()
+    {
         let mut h = HostView::clone(&snap.hosts[k]);
         h.checks = Arc::new(vec![
             report(0, 0, "12", vec![("", 12.0)]),
@@ -561,14 +564,22 @@ fn rows(t: &Terminal<TestBackend>) -> Vec<String> {
 fn checks_in_the_overview_and_the_detail_view() {
     // Without checks there is no `chk` column (the other snapshots stay as they were).
     let mut app = app_for(Fleet::warm(8, 12), "default");
-    assert!(!rows(&render(&mut app, 160, 45)).iter().any(|r| r.contains(" chk ")));
+    assert!(
+        !rows(&render(&mut app, 160, 45))
+            .iter()
+            .any(|r| r.contains(" chk "))
+    );
 
     let mut app = app_for(with_checks(Fleet::warm(8, 12)), "default");
     let screen = rows(&render(&mut app, 160, 45));
-    let header = screen.iter().find(|r| r.contains("host") && r.contains("trig")).expect("header");
+    let header = screen
+        .iter()
+        .find(|r| r.contains("host") && r.contains("trig"))
+        .expect("header");
     assert!(header.contains(" chk "), "{header}");
-    let col = header.find(" chk ").expect("chk") + 1;
-    let cell_at = |row: &str| row.get(col..col + 4).unwrap_or("").to_string();
+    // In characters: the selection marker before a row is wider in bytes.
+    let col = header[..header.find(" chk ").expect("chk")].chars().count() + 1;
+    let cell_at = |row: &str| row.chars().skip(col).take(4).collect::<String>();
     let first = screen.iter().position(|r| r == header).expect("header row") + 1;
     assert_eq!(cell_at(&screen[first]), "ok  ");
     assert_eq!(cell_at(&screen[first + 1]), "crit");
@@ -577,9 +588,16 @@ fn checks_in_the_overview_and_the_detail_view() {
     key(&mut app, KeyCode::Char('j'));
     key(&mut app, KeyCode::Enter);
     let screen = rows(&render(&mut app, 160, 45));
-    assert!(screen.iter().any(|r| r.contains("Checks (2)")), "{}", screen.join("\n"));
+    assert!(
+        screen.iter().any(|r| r.contains("Checks (2)")),
+        "{}",
+        screen.join("\n")
+    );
     let svc = screen.iter().find(|r| r.contains("ui_svc")).expect("svc row");
-    assert!(svc.contains("CRITICAL") && svc.contains("SVC CRITICAL - down") && svc.contains("15ms"), "{svc}");
+    assert!(
+        svc.contains("CRITICAL") && svc.contains("SVC CRITICAL - down") && svc.contains("15ms"),
+        "{svc}"
+    );
     assert!(svc.contains("time=0.25"), "{svc}");
     let queue = screen.iter().find(|r| r.contains("ui_queue")).expect("queue row");
     assert!(queue.contains("OK") && queue.contains("12"), "{queue}");

@@ -175,12 +175,18 @@ impl Sshd {
             "Port {port}\nListenAddress {addr}\nHostKey {hk}\nPidFile {d}/sshd.pid\nAuthorizedKeysFile {ak}\n\
              PasswordAuthentication no\nKbdInteractiveAuthentication no\nPubkeyAuthentication yes\n\
              PermitRootLogin prohibit-password\nStrictModes no\nUsePAM no\nMaxStartups 100:30:200\n\
-             MaxSessions 100\nSetEnv SHLVL=5\nLogLevel VERBOSE\nAllowTcpForwarding yes\n{extra}\n",
+             MaxSessions 100\n{setenv}LogLevel VERBOSE\nAllowTcpForwarding yes\n{extra}\n",
             port = self.port,
             addr = self.addr,
             hk = self.host_key.display(),
             ak = self.authorized_keys.display(),
             extra = self.extra,
+            // sshd takes the first SetEnv line only: extra lines with one replace this one
+            setenv = if self.extra.contains("SetEnv") {
+                ""
+            } else {
+                "SetEnv SHLVL=5\n"
+            },
         );
         std::fs::write(self.config_path(), conf).expect("sshd_config");
         let pidfile = self.dir.path().join("sshd.pid");

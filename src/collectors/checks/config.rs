@@ -52,17 +52,18 @@ pub fn valid_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// Validates every `[[check]]` table. `general_interval` is the default interval; a check's
-/// timeout defaults to min(interval, 10s).
+/// Validates the `[[check]]` tables of one file. `general_interval` is the default interval; a
+/// check's timeout defaults to min(interval, 10s); `names` holds the names taken so far (in
+/// files read before), which must stay unique.
 pub fn validate(
     files: Vec<Spanned<CheckFile>>,
     general_interval: Duration,
     hosts_cfg: &[HostConfig],
     selector: &HostSelector,
+    names: &mut BTreeSet<String>,
     loc: &Locator,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Check> {
-    let mut names = BTreeSet::new();
     let mut checks = Vec::new();
     for f in files {
         let span = f.span();
@@ -356,9 +357,13 @@ mod tests {
 
     #[test]
     fn bad_checks_are_located_with_hints() {
+        // Every error at once: the misspelt key, and so no command.
         assert_eq!(
             errs("[[check]]\nname = \"q\"\ncomand = \"x\"\n"),
-            ["unknown key `comand` in [[check]] at t.toml:11:1 — did you mean `command`?"]
+            [
+                "t.toml:9:1: check `q`: give a `command` (or `use = \"systemd\"`...)",
+                "unknown key `comand` in [[check]] at t.toml:11:1 — did you mean `command`?"
+            ]
         );
         assert_eq!(
             errs("[[check]]\nname = \"Queue-1\"\ncommand = \"x\"\n"),

@@ -252,7 +252,17 @@ mod tests {
         let dir = tempfile::tempdir().expect("tmp");
         let (cert, key) = (dir.path().join("c.pem"), dir.path().join("k.pem"));
         let made = std::process::Command::new("openssl")
-            .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "100", "-subj", "/CN=localhost"])
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "100",
+                "-subj",
+                "/CN=localhost",
+            ])
             .arg("-keyout")
             .arg(&key)
             .arg("-out")
@@ -260,7 +270,11 @@ mod tests {
             .output()
             .expect("openssl (apt-get install -y openssl)");
         assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-        let port = std::net::TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
         struct Kill(std::process::Child);
         impl Drop for Kill {
             fn drop(&mut self) {
@@ -281,7 +295,11 @@ mod tests {
                 .spawn()
                 .expect("s_server"),
         );
-        let params = || Params { port: Some(port), address: Some("127.0.0.1".into()), path: None };
+        let params = || Params {
+            port: Some(port),
+            address: Some("127.0.0.1".into()),
+            path: None,
+        };
         let mut v = run("cert", params()).await;
         for _ in 0..50 {
             if v.status != 2 {

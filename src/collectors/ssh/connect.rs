@@ -8,9 +8,11 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use russh::client::{self, Handle};
-use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate};
+use russh::keys::{self, HashAlg, PrivateKeyWithHashAlg, PublicKey, PublicKeyOrCertificate, ssh_key};
 
-use super::target::{Endpoint, Target};
+use super::known_hosts::{self, Verdict};
+use super::proxy;
+use super::target::{Agent, Endpoint, Target};
 use crate::config::HostKeyPolicy;
 use crate::model::HostStatus;
 
@@ -42,9 +44,13 @@ pub struct Auth {
 
 /// The russh client handler: it only decides whether to trust the server's key.
 pub struct Client {
-    host: String,
-    port: u16,
-    known_hosts: PathBuf,
+    /// The name the key is filed under (`host`, `[host]:port`, or the HostKeyAlias).
+    name: String,
+    /// The name a host certificate must list among its principals.
+    principal: String,
+    /// User files then global ones; new keys go to the first user file.
+    files: Vec<PathBuf>,
+    learn_to: Option<PathBuf>,
     policy: HostKeyPolicy,
     /// Set when the key was refused, with the reason shown to the user.
     refusal: Arc<Mutex<Option<String>>>,
@@ -57,57 +63,69 @@ impl Client {
         }
         Ok(false)
     }
+
+    fn files(&self) -> String {
+        self.files
+            .iter()
+            .map(|f| f.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 impl client::Handler for Client {
     type Error = russh::Error;
 
     async fn check_server_key(&mut self, server: &PublicKeyOrCertificate) -> Result<bool, Self::Error> {
-        let key: PublicKey = match server {
-            PublicKeyOrCertificate::PublicKey { key, .. } => key.clone(),
-            PublicKeyOrCertificate::Certificate(c) => PublicKey::new(c.public_key().clone(), ""),
-        };
-        let fingerprint = key.fingerprint(HashAlg::Sha256);
-        let who = if self.port == 22 {
-            self.host.clone()
-        } else {
-            format!("[{}]:{}", self.host, self.port)
-        };
-        let file = self.known_hosts.display();
-        match keys::check_known_hosts_path(&self.host, self.port, &key, &self.known_hosts) {
-            Ok(true) => Ok(true),
-            Ok(false) => {
-                // A key of another type on record counts as a change, not as a new host.
-                let known = keys::known_hosts::known_host_keys_path(&self.host, self.port, &self.known_hosts)
-                    .map(|k| !k.is_empty())
-                    .unwrap_or(false);
-                if known {
-                    return self.refuse(format!(
-                        "host key for {who} differs from the one in {file} (offered {} {fingerprint})",
-                        key.algorithm()
-                    ));
-                }
-                match self.policy {
-                    HostKeyPolicy::AcceptNew => {
-                        match keys::known_hosts::learn_known_hosts_path(&self.host, self.port, &key, &self.known_hosts) {
-                            Ok(()) => {
-                                log::info!("recorded new host key for {who} in {file}: {fingerprint}");
-                                Ok(true)
-                            }
-                            Err(e) => self.refuse(format!("cannot record the host key of {who} in {file}: {e}")),
-                        }
-                    }
-                    HostKeyPolicy::Strict => self.refuse(format!(
-                        "unknown host key for {who}: {} {fingerprint} is not in {file} (host_key_policy = \"strict\")",
-                        key.algorithm()
-                    )),
-                }
+        let who = self.name.clone();
+        let verdict = match server {
+            PublicKeyOrCertificate::PublicKey { key, .. } => known_hosts::check_key(&who, key, &self.files),
+            PublicKeyOrCertificate::Certificate(c) => {
+                known_hosts::check_certificate(&who, &self.principal, c, &self.files)
             }
-            Err(keys::Error::KeyChanged { line }) => self.refuse(format!(
-                "HOST KEY CHANGED for {who}: offered {} {fingerprint} differs from {file} line {line}",
-                key.algorithm()
+        };
+        let (algorithm, fingerprint) = match server {
+            PublicKeyOrCertificate::PublicKey { key, .. } => {
+                (key.algorithm(), key.fingerprint(HashAlg::Sha256))
+            }
+            PublicKeyOrCertificate::Certificate(c) => {
+                let k = PublicKey::new(c.public_key().clone(), "");
+                (k.algorithm(), k.fingerprint(HashAlg::Sha256))
+            }
+        };
+        match verdict {
+            Verdict::Trusted => Ok(true),
+            Verdict::Changed { file, line } => self.refuse(format!(
+                "HOST KEY CHANGED for {who}: offered {algorithm} {fingerprint} differs from {} line {line}",
+                file.display()
             )),
-            Err(e) => self.refuse(format!("cannot check {who} against {file}: {e}")),
+            Verdict::Revoked { file, line } => self.refuse(format!(
+                "the host key of {who} ({algorithm} {fingerprint}) is marked @revoked in {} line {line}",
+                file.display()
+            )),
+            Verdict::BadCertificate(why) => self.refuse(format!("{who}: {why}")),
+            Verdict::Unknown => match (self.policy, &self.learn_to, server) {
+                (HostKeyPolicy::AcceptNew, Some(file), PublicKeyOrCertificate::PublicKey { key, .. }) => {
+                    match known_hosts::learn(&who, key, file) {
+                        Ok(()) => {
+                            log::info!("recorded new host key for {who} in {}: {fingerprint}", file.display());
+                            Ok(true)
+                        }
+                        Err(e) => self.refuse(format!(
+                            "cannot record the host key of {who} in {}: {e}",
+                            file.display()
+                        )),
+                    }
+                }
+                (HostKeyPolicy::AcceptNew, _, _) => self.refuse(format!(
+                    "unknown host key for {who}: {algorithm} {fingerprint} is not in {} and cannot be recorded",
+                    self.files()
+                )),
+                (HostKeyPolicy::Strict, _, _) => self.refuse(format!(
+                    "unknown host key for {who}: {algorithm} {fingerprint} is not in {} (host_key_policy = \"strict\")",
+                    self.files()
+                )),
+            },
         }
     }
 }
@@ -126,18 +144,29 @@ const CIPHERS: &[russh::cipher::Name] = &[
     russh::cipher::AES_128_CTR,
 ];
 
-fn russh_config() -> Arc<client::Config> {
+/// The client settings for one endpoint: its keepalive, and host certificates asked for
+/// only where a `@cert-authority` line could vouch for them (as OpenSSH orders its host key
+/// algorithms by what known_hosts holds).
+fn russh_config(endpoint: &Endpoint, certificates: bool) -> Arc<client::Config> {
+    let (keepalive, keepalive_max) = endpoint
+        .keepalive
+        .map_or((Duration::from_secs(15), 3), |(d, n)| (d, n as usize));
     Arc::new(client::Config {
         // Without it every exec costs ~48 ms instead of ~5.6 ms (Nagle + delayed ACK).
         nodelay: true,
-        keepalive_interval: Some(Duration::from_secs(15)),
-        keepalive_max: 3,
+        keepalive_interval: Some(keepalive),
+        keepalive_max,
         // Each session keeps a read buffer as large as the largest packet it has read (up
         // to twice that, as it grows): 8 KiB packets keep it near 8 KiB instead of 22-64
         // KiB, ~14 MB at 1,000 hosts, for one more packet per ~20 KB sample (docs/fleet.md).
         maximum_packet_size: 8 * 1024,
         preferred: russh::Preferred {
             cipher: std::borrow::Cow::Borrowed(CIPHERS),
+            host_key_certificates: if certificates {
+                russh::Preferred::DEFAULT.key.clone()
+            } else {
+                std::borrow::Cow::Borrowed(&[])
+            },
             ..russh::Preferred::DEFAULT
         },
         ..client::Config::default()
@@ -155,16 +184,44 @@ fn io_message(e: &std::io::Error) -> String {
 /// Connects and authenticates to one endpoint, over `stream` when given (a channel of the
 /// jump host) or over TCP.
 async fn open(endpoint: &Endpoint, via: Option<&Session>, auth: &Auth) -> Result<Session, ConnectError> {
+    let _ = auth;
     let refusal = Arc::new(Mutex::new(None));
+    let name = endpoint
+        .host_key_alias
+        .clone()
+        .unwrap_or_else(|| known_hosts::lookup_name(&endpoint.host, endpoint.port));
+    let files: Vec<PathBuf> = endpoint
+        .known_hosts
+        .iter()
+        .chain(&endpoint.global_known_hosts)
+        .cloned()
+        .collect();
+    let certificates = known_hosts::has_authority(&name, &files);
     let handler = Client {
-        host: endpoint.host.clone(),
-        port: endpoint.port,
-        known_hosts: auth.known_hosts.clone(),
-        policy: auth.policy,
+        principal: endpoint
+            .host_key_alias
+            .clone()
+            .unwrap_or_else(|| endpoint.host.clone()),
+        name,
+        files,
+        learn_to: endpoint.known_hosts.first().cloned(),
+        policy: endpoint.policy,
         refusal: refusal.clone(),
     };
-    let config = russh_config();
+    let config = russh_config(endpoint, certificates);
+    let mut proxy_stderr = None;
     let connected = match via {
+        None if endpoint.proxy_command.is_some() => {
+            let command = endpoint.proxy_command.as_deref().unwrap_or_default();
+            let (stream, stderr) = proxy::spawn(command).map_err(|e| {
+                ConnectError::new(
+                    HostStatus::Unreachable,
+                    format!("cannot run ProxyCommand `{command}`: {e}"),
+                )
+            })?;
+            proxy_stderr = Some(stderr);
+            client::connect_stream(config, stream, handler).await
+        }
         None => {
             let tcp = tokio::net::TcpStream::connect((endpoint.host.as_str(), endpoint.port))
                 .await
@@ -191,7 +248,14 @@ async fn open(endpoint: &Endpoint, via: Option<&Session>, auth: &Auth) -> Result
             let refused = refusal.lock().ok().and_then(|mut r| r.take());
             return Err(match refused {
                 Some(why) => ConnectError::new(HostStatus::HostKeyMismatch, why),
-                None => ConnectError::new(HostStatus::Unreachable, format!("ssh handshake failed: {e}")),
+                None => {
+                    let said = proxy_stderr.map(|s| s.text()).filter(|t| !t.is_empty());
+                    let mut m = format!("ssh handshake failed: {e}");
+                    if let Some(said) = said {
+                        m = format!("ProxyCommand failed: {said} ({m})");
+                    }
+                    ConnectError::new(HostStatus::Unreachable, m)
+                }
             });
         }
     };
@@ -199,38 +263,73 @@ async fn open(endpoint: &Endpoint, via: Option<&Session>, auth: &Auth) -> Result
     Ok(session)
 }
 
-/// Agent first, then identity files. Never asks for a passphrase.
+/// Agent first (certificates it holds, then keys), then identity files (each with its
+/// certificate, if one is configured or lies beside it as `-cert.pub`, before the bare key).
+/// Never asks for a passphrase.
 async fn authenticate(session: &mut Session, endpoint: &Endpoint, auth: &Auth) -> Result<(), ConnectError> {
     let user = endpoint.user.as_str();
     let mut tried = Vec::new();
     let mut agent_keys = Vec::new();
-    if std::env::var_os("SSH_AUTH_SOCK").is_some() {
-        match keys::agent::client::AgentClient::connect_env().await {
-            Ok(mut agent) => {
-                let identities = agent.request_identities().await.unwrap_or_default();
-                tried.push(format!("{} agent key(s)", identities.len()));
-                for id in identities {
-                    let key = id.public_key().into_owned();
-                    agent_keys.push(key.clone());
-                    let hash = rsa_hash(session, &key).await;
-                    match session
-                        .authenticate_publickey_with(user, key, hash, &mut agent)
-                        .await
-                    {
-                        Ok(r) if r.success() => return Ok(()),
-                        Ok(_) => {}
-                        Err(e) => log::debug!("agent key refused by the agent: {e}"),
-                    }
-                }
-            }
-            Err(e) => tried.push(format!("no agent ({e})")),
-        }
-    }
     let files = if endpoint.identity_files.is_empty() {
         &auth.identity_files
     } else {
         &endpoint.identity_files
     };
+    // IdentitiesOnly: agent keys only where an identity file's public half is one of them.
+    let allowed: Option<Vec<ssh_key::public::KeyData>> = endpoint.identities_only.then(|| {
+        files
+            .iter()
+            .filter_map(|f| public_of(f))
+            .map(|k| k.key_data().clone())
+            .collect()
+    });
+    let agent = match &endpoint.agent {
+        Agent::Off => None,
+        Agent::Env if std::env::var_os("SSH_AUTH_SOCK").is_none() => None,
+        Agent::Env => Some(
+            keys::agent::client::AgentClient::connect_env()
+                .await
+                .map(|a| a.dynamic()),
+        ),
+        Agent::Socket(path) => Some(
+            keys::agent::client::AgentClient::connect_uds(path)
+                .await
+                .map(|a| a.dynamic()),
+        ),
+    };
+    match agent {
+        None => {}
+        Some(Err(e)) => tried.push(format!("no agent ({e})")),
+        Some(Ok(mut agent)) => {
+            let identities = agent.request_identities().await.unwrap_or_default();
+            tried.push(format!("{} agent key(s)", identities.len()));
+            for id in identities {
+                let key = id.public_key().into_owned();
+                if allowed.as_ref().is_some_and(|a| !a.contains(key.key_data())) {
+                    continue;
+                }
+                agent_keys.push(key.clone());
+                let hash = rsa_hash(session, &key).await;
+                let result = match id {
+                    keys::agent::AgentIdentity::Certificate { certificate, .. } => {
+                        session
+                            .authenticate_certificate_with(user, certificate, hash, &mut agent)
+                            .await
+                    }
+                    keys::agent::AgentIdentity::PublicKey { .. } => {
+                        session
+                            .authenticate_publickey_with(user, key, hash, &mut agent)
+                            .await
+                    }
+                };
+                match result {
+                    Ok(r) if r.success() => return Ok(()),
+                    Ok(_) => {}
+                    Err(e) => log::debug!("agent key refused by the agent: {e}"),
+                }
+            }
+        }
+    }
     let mut encrypted = Vec::new();
     for path in files {
         if !path.exists() {
@@ -247,6 +346,23 @@ async fn authenticate(session: &mut Session, endpoint: &Endpoint, auth: &Auth) -
                 continue;
             }
         };
+        let key = Arc::new(key);
+        for cert_path in certificates_for(&key, path, &endpoint.certificate_files) {
+            let Ok(cert) = keys::Certificate::read_file(&cert_path) else {
+                continue;
+            };
+            tried.push(cert_path.display().to_string());
+            match session.authenticate_openssh_cert(user, key.clone(), cert).await {
+                Ok(r) if r.success() => return Ok(()),
+                Ok(_) => {}
+                Err(e) => {
+                    return Err(ConnectError::new(
+                        HostStatus::Unreachable,
+                        format!("connection lost during authentication: {e}"),
+                    ));
+                }
+            }
+        }
         // The agent already offered this one.
         if agent_keys
             .iter()
@@ -257,7 +373,7 @@ async fn authenticate(session: &mut Session, endpoint: &Endpoint, auth: &Auth) -
         tried.push(path.display().to_string());
         let hash = rsa_hash(session, key.public_key()).await;
         match session
-            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(Arc::new(key), hash))
+            .authenticate_publickey(user, PrivateKeyWithHashAlg::new(key, hash))
             .await
         {
             Ok(r) if r.success() => return Ok(()),
@@ -282,6 +398,37 @@ async fn authenticate(session: &mut Session, endpoint: &Endpoint, auth: &Auth) -
         ));
     }
     Err(ConnectError::new(HostStatus::AuthFailed, message))
+}
+
+/// The public half of an identity file (`FILE.pub`, else the private key itself).
+fn public_of(path: &std::path::Path) -> Option<PublicKey> {
+    let mut pub_path = path.as_os_str().to_owned();
+    pub_path.push(".pub");
+    if let Ok(k) = keys::load_public_key(std::path::Path::new(&pub_path)) {
+        return Some(k);
+    }
+    keys::load_secret_key(path, None)
+        .ok()
+        .map(|k| k.public_key().clone())
+}
+
+/// Certificates for `key`: the configured CertificateFiles whose key is this one, then
+/// `PATH-cert.pub` beside the key file (as OpenSSH looks for it).
+fn certificates_for(key: &keys::PrivateKey, path: &std::path::Path, configured: &[PathBuf]) -> Vec<PathBuf> {
+    let mut beside = path.as_os_str().to_owned();
+    beside.push("-cert.pub");
+    let mut out: Vec<PathBuf> = configured
+        .iter()
+        .filter(|c| {
+            keys::Certificate::read_file(c).is_ok_and(|cert| cert.public_key() == key.public_key().key_data())
+        })
+        .cloned()
+        .collect();
+    let beside = PathBuf::from(beside);
+    if beside.exists() && !out.contains(&beside) {
+        out.push(beside);
+    }
+    out
 }
 
 async fn rsa_hash(session: &Session, key: &PublicKey) -> Option<HashAlg> {
@@ -390,7 +537,11 @@ pub async fn connect(target: &Target, auth: &Auth, jumps: &JumpPool) -> Result<S
             }
         }
     };
-    match tokio::time::timeout(auth.connect_timeout, attempt).await {
+    if let Some(e) = target.error() {
+        return Err(ConnectError::new(HostStatus::Error, format!("ssh config: {e}")));
+    }
+    let timeout = target.endpoint.connect_timeout.unwrap_or(auth.connect_timeout);
+    match tokio::time::timeout(timeout, attempt).await {
         Ok(r) => r,
         Err(_) => {
             let via = if target.jumps.is_empty() {
@@ -403,7 +554,7 @@ pub async fn connect(target: &Target, auth: &Auth, jumps: &JumpPool) -> Result<S
                 format!(
                     "no answer from {}{via} within {}",
                     target.endpoint.host_port(),
-                    humantime::format_duration(auth.connect_timeout)
+                    humantime::format_duration(timeout)
                 ),
             ))
         }

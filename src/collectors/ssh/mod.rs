@@ -6,6 +6,9 @@
 //! `host_key_mismatch`, `error`) with a message; nothing here panics or blocks other hosts.
 
 pub mod connect;
+pub mod known_hosts;
+pub mod proxy;
+pub mod sshconfig;
 pub mod target;
 
 use std::sync::Arc;
@@ -128,7 +131,7 @@ pub fn spawn_with_mode(
         return;
     }
     let ssh = &config.ssh;
-    let resolver = match Resolver::load(&ssh.config_file) {
+    let resolver = match Resolver::for_settings(ssh) {
         Ok(r) => r,
         Err(e) => {
             for h in hosts {
@@ -318,12 +321,23 @@ impl HostTask {
             request += 1;
             let started = Instant::now();
             let buffers = &self.shared.buffers;
+            let line = self.state.request(request, &self.watch);
             let answer = tokio::time::timeout(self.shared.poll_timeout, async {
                 match stream.as_mut() {
-                    Some(channel) => ask(channel, request, self.shared.max_output, false, buffers).await,
+                    Some(channel) => {
+                        ask(channel, request, &line, self.shared.max_output, false, buffers).await
+                    }
                     None => {
                         let mut channel = open_channel(session, &command).await?;
-                        let r = ask(&mut channel, request, self.shared.max_output, true, buffers).await;
+                        let r = ask(
+                            &mut channel,
+                            request,
+                            &line,
+                            self.shared.max_output,
+                            true,
+                            buffers,
+                        )
+                        .await;
                         let _ = channel.close().await;
                         r
                     }
@@ -415,10 +429,12 @@ async fn open_channel(session: &Session, command: &str) -> Result<Channel, Conne
     Ok(channel)
 }
 
-/// Sends one request id and reads the sample answering it (bounded by `max_output`).
+/// Sends one request line (of [`RemoteState::request`], for id `request`) and reads the
+/// sample answering it (bounded by `max_output`).
 async fn ask(
     channel: &mut Channel,
     request: u64,
+    line: &str,
     max_output: usize,
     then_eof: bool,
     buffers: &BufferPool,
@@ -428,7 +444,7 @@ async fn ask(
         message: m,
     };
     channel
-        .data_bytes(format!("{request}\n").into_bytes())
+        .data_bytes(line.as_bytes().to_vec())
         .await
         .map_err(|e| lost(format!("connection lost: {e}")))?;
     if then_eof {
