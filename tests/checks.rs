@@ -477,3 +477,38 @@ fn triggers_on_check_metrics_fire_and_resolve_with_the_message() {
     );
     let _ = clock.now();
 }
+
+/// `lookout snapshot` waits for every check once (a slow one included) and `lookout check`
+/// lists the checks with their hosts.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_waits_for_every_check_and_check_lists_them() {
+    let cfg = config_with(
+        "[[check]]\nname = \"slow\"\ncommand = \"sleep 1; echo 5\"\ninterval = \"1m\"\ntimeout = \"5s\"\n\
+         [[check]]\nname = \"sys\"\nuse = \"disk\"\n",
+    );
+    let report = lookout::commands::check_report(&cfg);
+    assert!(report.contains("  2 checks:\n"), "{report}");
+    assert!(
+        report.contains("    slow: number every 1m, timeout 5s, on 1 hosts: here\n"),
+        "{report}"
+    );
+    assert!(
+        report.contains("    sys: use disk every 1s, timeout 1s, on 1 hosts: here\n"),
+        "{report}"
+    );
+    let snap = lookout::commands::collect_snapshot(cfg, 1).await;
+    let h = snap.host("here").expect("host");
+    let slow = h.check("slow").expect("the slow check ran before the snapshot");
+    assert_eq!(
+        (slow.status, slow.readings.get(1).map(|r| r.value)),
+        (0, Some(5.0))
+    );
+    assert!(slow.duration_ms >= 900.0, "{}", slow.duration_ms);
+    assert!(h.check("sys").is_some());
+    let json = serde_json::to_value(&*snap).expect("json");
+    assert_eq!(json["hosts"][0]["checks"][0]["name"], "slow");
+    let mut table = Vec::new();
+    lookout::commands::print_table(&snap, &mut table).expect("table");
+    let table = String::from_utf8_lossy(&table);
+    assert!(table.contains("    check slow: OK 5\n"), "{table}");
+}

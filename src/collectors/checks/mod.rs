@@ -135,7 +135,7 @@ impl Default for Limits {
 }
 
 /// The checks one host runs.
-pub fn for_host<'a>(checks: &'a [Arc<Check>], host: &str) -> Vec<Arc<Check>> {
+pub fn for_host(checks: &[Arc<Check>], host: &str) -> Vec<Arc<Check>> {
     checks
         .iter()
         .filter(|c| c.hosts.iter().any(|h| &**h == host))
@@ -291,7 +291,7 @@ pub fn longest_timeout(checks: &[Check]) -> Duration {
 pub fn all_reported(checks: &[Check], host: &crate::snapshot::HostView) -> bool {
     checks
         .iter()
-        .filter(|c| c.hosts.iter().any(|h| *h == host.name))
+        .filter(|c| c.hosts.contains(&host.name))
         .all(|c| host.check(&c.name).is_some())
 }
 

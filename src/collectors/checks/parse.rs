@@ -387,7 +387,7 @@ fn sample_line(line: &str) -> Option<(String, f64)> {
         let mut q = false;
         let mut prev_backslash = false;
         for c in labels.chars() {
-            if q && c == '"' && !prev_backslash || !q && c == '"' {
+            if c == '"' && !(q && prev_backslash) {
                 q = !q;
             }
             prev_backslash = q && c == '\\' && !prev_backslash;
@@ -430,9 +430,9 @@ fn bound(text: &str) -> String {
 }
 
 fn bytes(n: usize) -> String {
-    if n >= 1 << 20 && n % (1 << 20) == 0 {
+    if n >= 1 << 20 && n.is_multiple_of(1 << 20) {
         format!("{} MiB", n >> 20)
-    } else if n >= 1 << 10 && n % (1 << 10) == 0 {
+    } else if n >= 1 << 10 && n.is_multiple_of(1 << 10) {
         format!("{} KiB", n >> 10)
     } else {
         format!("{n} bytes")

@@ -208,10 +208,9 @@ pub async fn remote(session: &Session, command: &str, timeout: Duration, max_out
         loop {
             // Once the exit status is in, output still on its way gets a short grace.
             let msg = if exit.is_some() {
-                match tokio::time::timeout(OUTPUT_GRACE, channel.wait()).await {
-                    Ok(m) => m,
-                    Err(_) => None,
-                }
+                tokio::time::timeout(OUTPUT_GRACE, channel.wait())
+                    .await
+                    .unwrap_or_default()
             } else {
                 channel.wait().await
             };
