@@ -47,6 +47,7 @@ fn main() -> anyhow::Result<()> {
             events: events_rx,
             commands: commands_tx,
             reconnect: reconnect_tx,
+            link: None,
         };
         let theme = Theme::load("default", Theme::no_color_env()).map_err(anyhow::Error::msg)?;
         lookout::ui::run_with(&config, theme, Keymap::default(), feeds).await

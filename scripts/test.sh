@@ -31,6 +31,7 @@ want snmpd snmpd
 want snmpget snmp
 want curl curl
 want openssl openssl
+want setpriv util-linux
 if [ -n "$missing" ]; then
     sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"

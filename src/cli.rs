@@ -77,6 +77,9 @@ pub enum Command {
         json: bool,
         #[command(flatten)]
         targets: HostArgs,
+        /// Print the state of the `lookout serve` on this socket instead of collecting.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
     },
     /// Run the engine and triggers without a screen; every event as one JSON line on stdout.
     Run {
@@ -88,5 +91,37 @@ pub enum Command {
         duration: Option<Duration>,
         #[command(flatten)]
         targets: HostArgs,
+        /// Print the events of the `lookout serve` on this socket instead of running an engine.
+        #[arg(long, value_name = "PATH", conflicts_with = "duration")]
+        socket: Option<PathBuf>,
+    },
+    /// Run the engine, collectors and triggers without a screen and serve them on a Unix
+    /// socket to any number of `lookout attach` viewers.
+    Serve {
+        /// The socket (default: $XDG_RUNTIME_DIR/lookout/lookout.sock, else /tmp/lookout-$UID/lookout.sock).
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Let members of this Unix group attach too (socket mode 0660).
+        #[arg(long, value_name = "NAME")]
+        group: Option<String>,
+    },
+    /// The dashboard, fed by a `lookout serve` (on this machine, or on HOST over SSH).
+    Attach {
+        /// An ssh alias: run `lookout attach --stdio` there and view its server.
+        host: Option<String>,
+        /// The server's socket (on HOST when one is given); default as for `serve`.
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
+        /// Join stdin and stdout to the socket (what `attach HOST` runs on HOST).
+        #[arg(long, conflicts_with = "host")]
+        stdio: bool,
+        /// The lookout program on HOST.
+        #[arg(long, value_name = "PROGRAM", default_value = "lookout", requires = "host")]
+        remote_lookout: String,
+    },
+    /// Ask the `lookout serve` on the socket to re-read its configuration.
+    Reload {
+        #[arg(long, value_name = "PATH")]
+        socket: Option<PathBuf>,
     },
 }

@@ -6,7 +6,7 @@ use serde::Serialize;
 use crate::model::{HostName, HostStatus};
 use crate::triggers::{ActionEvent, TriggerEvent};
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Event {
     /// RFC 3339 time of the event.
     pub at: String,
@@ -14,7 +14,7 @@ pub struct Event {
     pub kind: EventKind,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 #[serde(tag = "event", rename_all = "snake_case")]
 pub enum EventKind {
     /// The runner started watching.

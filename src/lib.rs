@@ -18,6 +18,7 @@ pub mod headless;
 pub mod model;
 pub mod resolution;
 pub mod runtime;
+pub mod serve;
 pub mod snapshot;
 pub mod store;
 pub mod suggest;

@@ -5,7 +5,12 @@ use std::sync::Arc;
 
 use clap::Parser;
 use lookout::cli::{Cli, Command};
+use lookout::serve::Target;
 use lookout::{commands, config};
+
+fn default_socket() -> std::path::PathBuf {
+    lookout::serve::socket::default_path()
+}
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -66,8 +71,13 @@ fn main() -> ExitCode {
     let config = Arc::new(config);
     let result = runtime.block_on(async move {
         match cli.command {
-            Some(Command::Snapshot { rounds, json, .. }) => {
-                let snap = commands::collect_snapshot(config, rounds).await;
+            Some(Command::Snapshot {
+                rounds, json, socket, ..
+            }) => {
+                let snap = match socket {
+                    Some(path) => lookout::serve::client::fetch_snapshot(&Target::Socket(path)).await?,
+                    None => commands::collect_snapshot(config, rounds).await,
+                };
                 let mut out = std::io::stdout().lock();
                 if json {
                     serde_json::to_writer_pretty(&mut out, &*snap)?;
@@ -78,9 +88,59 @@ fn main() -> ExitCode {
                 }
                 Ok::<ExitCode, anyhow::Error>(ExitCode::SUCCESS)
             }
+            Some(Command::Run {
+                socket: Some(path), ..
+            }) => {
+                lookout::serve::logger::init();
+                let stop = async {
+                    let _ = tokio::signal::ctrl_c().await;
+                };
+                lookout::serve::client::stream_events(&Target::Socket(path), std::io::stdout(), stop).await?;
+                Ok(ExitCode::SUCCESS)
+            }
             Some(Command::Run { duration, .. }) => {
                 lookout::headless::run(config, duration, std::io::stdout()).await?;
                 Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Serve { socket, group }) => {
+                lookout::serve::logger::init();
+                lookout::serve::serve(config, lookout::serve::ServeOptions { socket, group }).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Attach {
+                stdio: true, socket, ..
+            }) => {
+                lookout::serve::remote::stdio_bridge(socket.unwrap_or_else(default_socket)).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Attach {
+                host,
+                socket,
+                remote_lookout,
+                ..
+            }) => {
+                let target = match host {
+                    Some(host) => Target::Ssh(lookout::serve::remote::SshTarget {
+                        host,
+                        socket,
+                        program: remote_lookout,
+                        config: config.clone(),
+                    }),
+                    None => Target::Socket(socket.unwrap_or_else(default_socket)),
+                };
+                lookout::ui::attach(config, cli.theme.as_deref(), target).await?;
+                Ok(ExitCode::SUCCESS)
+            }
+            Some(Command::Reload { socket }) => {
+                let target = Target::Socket(socket.unwrap_or_else(default_socket));
+                let (ok, text) = lookout::serve::client::reload(&target).await?;
+                if ok {
+                    println!("{text}");
+                    Ok(ExitCode::SUCCESS)
+                } else {
+                    eprintln!("lookout: {text}");
+                    Ok(ExitCode::FAILURE)
+                }
             }
             None => {
                 lookout::ui::run(config, cli.theme.as_deref()).await?;

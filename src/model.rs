@@ -286,7 +286,7 @@ impl Serialize for Metric {
 }
 
 /// One measured value of one series.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct Reading {
     pub metric: Metric,
     pub instance: Arc<str>,
@@ -370,7 +370,7 @@ impl Interner {
 }
 
 /// Per-process detail for the host view and the JSON snapshot.
-#[derive(Clone, Debug, PartialEq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Serialize, serde::Deserialize)]
 pub struct ProcessDetail {
     /// The watched name this process matched.
     pub watch: Arc<str>,
@@ -387,7 +387,7 @@ pub struct ProcessDetail {
 }
 
 /// Connection state of a host (the JSON `status` values of DESIGN.md).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HostStatus {
     Connecting,

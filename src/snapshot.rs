@@ -131,7 +131,7 @@ impl HostView {
 }
 
 /// The worst (host, instance) of one metric across the cluster.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct MaxRiskLine {
     pub metric: Metric,
     pub host: HostName,

@@ -35,6 +35,7 @@ fn firing(run: &[&str], host: &str, instance: &str) -> Event {
         note: None,
         silenced_until: None,
         message: None,
+        by: None,
         bell: false,
         run: Some(run.iter().map(|s| s.to_string()).collect::<Vec<_>>().into()),
     };

@@ -29,7 +29,7 @@ pub const OUTPUT_LIMIT: usize = 4096;
 const OUTPUT_GRACE: Duration = Duration::from_secs(1);
 
 /// How an action ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ActionResult {
     /// Exited with status 0.
@@ -43,7 +43,7 @@ pub enum ActionResult {
 }
 
 /// The outcome of one action, for the event log.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct ActionEvent {
     pub trigger: String,
     pub host: String,

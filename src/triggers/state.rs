@@ -13,7 +13,7 @@
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::rule::{Aggregate, Condition, Rule, Scope, Severity};
 use crate::model::{HostStatus, Metric};
@@ -37,10 +37,16 @@ pub enum Command {
     Reconnect {
         host: String,
     },
+    /// A command given by a named operator (a viewer of `lookout serve`): the name is kept
+    /// with the line it acknowledged or silenced and shown with it.
+    By {
+        user: String,
+        command: Box<Command>,
+    },
 }
 
 /// Where one (rule, host, instance) stands.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum TriggerState {
     Ok,
@@ -89,7 +95,7 @@ impl std::fmt::Display for TriggerState {
 pub const RESOLVED_SHOWN: Duration = Duration::from_secs(30);
 
 /// One trigger line as the snapshot shows it (states other than `ok` are listed).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TriggerView {
     pub name: String,
     pub state: TriggerState,
@@ -102,13 +108,17 @@ pub struct TriggerView {
     pub value: Option<f64>,
     pub threshold: f64,
     /// When the line entered its current state.
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
     pub since: SystemTime,
     /// For `pending`: when it will fire if the condition keeps holding.
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
     pub fires_at: Option<SystemTime>,
-    #[serde(serialize_with = "ser_opt_time")]
+    #[serde(serialize_with = "ser_opt_time", deserialize_with = "de_opt_time")]
     pub silenced_until: Option<SystemTime>,
+    /// Who acknowledged or silenced the line, when a viewer of `lookout serve` did.
+    /// Always present (null otherwise): the wire format of `serve` is not self-describing.
+    #[serde(default)]
+    pub by: Option<String>,
 }
 
 fn ser_time<S: serde::Serializer>(t: &SystemTime, s: S) -> Result<S::Ok, S::Error> {
@@ -122,8 +132,22 @@ fn ser_opt_time<S: serde::Serializer>(t: &Option<SystemTime>, s: S) -> Result<S:
     }
 }
 
+fn de_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SystemTime, D::Error> {
+    let text = String::deserialize(d)?;
+    humantime::parse_rfc3339(&text).map_err(serde::de::Error::custom)
+}
+
+fn de_opt_time<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<SystemTime>, D::Error> {
+    match Option::<String>::deserialize(d)? {
+        Some(text) => humantime::parse_rfc3339(&text)
+            .map(Some)
+            .map_err(serde::de::Error::custom),
+        None => Ok(None),
+    }
+}
+
 /// Why a line moved.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Reason {
     /// The condition started to hold.
@@ -166,7 +190,7 @@ impl Reason {
 }
 
 /// A transition of one trigger line (or a notification while it keeps firing).
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct TriggerEvent {
     pub trigger: String,
     pub previous: TriggerState,
@@ -181,19 +205,27 @@ pub struct TriggerEvent {
     pub value: Option<f64>,
     pub threshold: f64,
     /// When the line entered `state` (for a repeat: when it started firing).
-    #[serde(serialize_with = "ser_time")]
+    #[serde(serialize_with = "ser_time", deserialize_with = "de_time")]
     pub since: SystemTime,
     /// Whether this event is a notification: its action runs (when the rule has one) and,
     /// for a firing one, the UI may ring the bell.
     pub notify: bool,
     /// Free text for the log (held back by cooldown, moved from, how many hosts).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub note: Option<String>,
-    #[serde(serialize_with = "ser_opt_time", skip_serializing_if = "Option::is_none")]
+    #[serde(
+        serialize_with = "ser_opt_time",
+        deserialize_with = "de_opt_time",
+        default,
+        skip_serializing_if = "Option::is_none"
+    )]
     pub silenced_until: Option<SystemTime>,
     /// For a rule on a check's metric: the check's message on that host (set by the engine).
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub message: Option<String>,
+    /// The operator who acknowledged or silenced the line (a viewer of `lookout serve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub by: Option<String>,
     /// The rule asked for the terminal bell and this is a firing notification.
     #[serde(skip)]
     pub bell: bool,
@@ -219,6 +251,9 @@ impl TriggerEvent {
         }
         if let Some(n) = &self.note {
             s.push_str(&format!(" ({n})"));
+        }
+        if let Some(by) = &self.by {
+            s.push_str(&format!(" by {by}"));
         }
         s
     }
@@ -281,6 +316,8 @@ struct Line {
     acked_at: Option<SystemTime>,
     silenced_at: SystemTime,
     silenced_until: Option<SystemTime>,
+    /// The operator who acknowledged or silenced the line, when one was named.
+    by: Option<Arc<str>>,
     value: Option<f64>,
     /// This tick's observation (None: no fresh data).
     obs: Option<Obs>,
@@ -302,6 +339,7 @@ impl Line {
             acked_at: None,
             silenced_at: now,
             silenced_until: None,
+            by: None,
             value: None,
             obs: None,
             last_notified: None,
@@ -631,7 +669,12 @@ impl TriggerSet {
 
     /// Applies an operator's command; returns the transitions it caused.
     pub fn command(&mut self, cmd: &Command, now: SystemTime) -> Vec<TriggerEvent> {
+        self.command_by(cmd, now, None)
+    }
+
+    fn command_by(&mut self, cmd: &Command, now: SystemTime, by: Option<&str>) -> Vec<TriggerEvent> {
         let (trigger, host, instance, until) = match cmd {
+            Command::By { user, command } => return self.command_by(command, now, Some(user)),
             Command::Acknowledge {
                 trigger,
                 host,
@@ -695,6 +738,7 @@ impl TriggerSet {
                     if line.phase == Phase::Firing && line.acked_at.is_none() {
                         let previous = line.underlying();
                         line.acked_at = Some(now);
+                        line.by = by.map(Arc::from);
                         events.push(ctx.event(line, previous, Reason::Acknowledged));
                     }
                 }
@@ -702,6 +746,7 @@ impl TriggerSet {
                     let previous = line.shown(now);
                     line.silenced_until = Some(until);
                     line.silenced_at = now;
+                    line.by = by.map(Arc::from);
                     events.push(ctx.event(line, previous, Reason::Silenced));
                 }
                 Some(_) => {
@@ -749,6 +794,11 @@ impl TriggerSet {
                         None
                     },
                     silenced_until: l.silenced_until.filter(|_| state == TriggerState::Silenced),
+                    by: l
+                        .by
+                        .as_deref()
+                        .filter(|_| matches!(state, TriggerState::Acknowledged | TriggerState::Silenced))
+                        .map(str::to_string),
                 });
             };
             if let Some(l) = &st.single {
@@ -935,6 +985,7 @@ impl Ctx<'_> {
             note: note.or_else(|| line.note.clone()),
             silenced_until: line.silenced_until.filter(|_| line.silenced(self.now)),
             message: None,
+            by: None,
             bell: notify && self.rule.bell && state == TriggerState::Firing,
             run,
         }
@@ -951,6 +1002,7 @@ impl CmdCtx<'_> {
     fn event(&self, line: &Line, previous: TriggerState, reason: Reason) -> TriggerEvent {
         let mut e = self.ctx.event(line, previous, reason, false, None);
         e.host = self.host.to_string();
+        e.by = line.by.as_deref().map(str::to_string);
         e.state = match reason {
             Reason::Acknowledged => TriggerState::Acknowledged,
             Reason::Silenced => TriggerState::Silenced,

@@ -168,6 +168,8 @@ pub struct App {
     pub usage: SelfUsage,
     /// A one-line note in the hint bar until the next key.
     pub message: Option<String>,
+    /// What the status line says about the server while `lookout attach` has lost it.
+    pub link: Option<String>,
     pub effects: Vec<Effect>,
     pub areas: Areas,
     /// Whether log lines carry a time (off in snapshot tests).
@@ -209,6 +211,7 @@ impl App {
             flash_on: true,
             usage: SelfUsage::default(),
             message: None,
+            link: None,
             effects: Vec::new(),
             areas: Areas::default(),
             log_timestamps: true,

@@ -52,6 +52,9 @@ pub struct Feeds {
     pub events: broadcast::Receiver<Event>,
     pub commands: mpsc::Sender<Command>,
     pub reconnect: broadcast::Sender<HostName>,
+    /// For a dashboard fed by a server (`lookout attach`): what to say about the link, None
+    /// while it is well.
+    pub link: Option<watch::Receiver<Option<String>>>,
 }
 
 impl Feeds {
@@ -61,6 +64,7 @@ impl Feeds {
             events: r.subscribe(),
             commands: r.commands.clone(),
             reconnect: r.reconnect.clone(),
+            link: None,
         }
     }
 }
@@ -87,6 +91,20 @@ pub async fn run(config: Arc<Config>, theme: Option<&str>) -> anyhow::Result<()>
     );
     let running = crate::runtime::start(config.clone());
     let feeds = Feeds::from_running(&running);
+    run_with(&config, theme, keymap, feeds).await
+}
+
+/// `lookout attach`: the dashboard over the state of a `lookout serve`.
+pub async fn attach(
+    config: Arc<Config>,
+    theme: Option<&str>,
+    target: crate::serve::Target,
+) -> anyhow::Result<()> {
+    let (theme, keymap) = prepare(&config, theme)?;
+    check_terminal()?;
+    log::init();
+    ::log::info!(target: "lookout", "attaching to {}", target.describe());
+    let feeds = crate::serve::client::attach_feeds(&config, target);
     run_with(&config, theme, keymap, feeds).await
 }
 
@@ -154,6 +172,7 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
 
     let first = feeds.snapshots.borrow_and_update().clone();
     let mut app = App::new(config, theme, keymap, first, SystemTime::now());
+    app.link = feeds.link.as_mut().and_then(|l| l.borrow_and_update().clone());
     let mut stat = selfstat::SelfStat::default();
     if let Some(u) = stat.sample() {
         app.usage = u;
@@ -217,6 +236,10 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
                 }
                 dirty = true;
             }
+            () = link_changed(&mut feeds.link) => {
+                app.link = feeds.link.as_mut().and_then(|l| l.borrow_and_update().clone());
+                dirty = true;
+            }
             _ = term_sig.recv() => break,
             _ = hup_sig.recv() => break,
             _ = int_sig.recv() => break,
@@ -246,4 +269,16 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
     }
     terminal.show_cursor()?;
     Ok(())
+}
+
+/// Resolves when the link note changes; never when there is no link (or it closed).
+async fn link_changed(link: &mut Option<watch::Receiver<Option<String>>>) {
+    let open = match link {
+        Some(l) => l.changed().await.is_ok(),
+        None => false,
+    };
+    if !open {
+        *link = None;
+        std::future::pending::<()>().await;
+    }
 }

@@ -103,6 +103,13 @@ pub fn render_status(area: Rect, buf: &mut Buffer, app: &App) {
         t.status_bar,
     ));
     Line::from(spans).render(area, buf);
+    if let Some(link) = &app.link {
+        // The data on screen is the last the server sent: say so over the right part.
+        let text = format!(" {link} ");
+        let w = (text.chars().count() as u16).min(area.width);
+        let x = area.right().saturating_sub(w);
+        buf.set_stringn(x, area.y, &text, w as usize, t.status_bar.patch(t.critical));
+    }
     if app.paused {
         let label = " PAUSED ";
         let x = area.right().saturating_sub(label.len() as u16 + 1);

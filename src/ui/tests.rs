@@ -135,6 +135,7 @@ fn trigger(
         since: snap.taken_at - Duration::from_secs(125),
         fires_at: (state == TriggerState::Pending).then(|| snap.taken_at + Duration::from_secs(41)),
         silenced_until: (state == TriggerState::Silenced).then(|| snap.taken_at + Duration::from_secs(3600)),
+        by: None,
     }
 }
 

@@ -111,6 +111,10 @@ pub fn render(area: Rect, buf: &mut Buffer, app: &mut App) {
             what.push(' ');
             what.push_str(&value);
         }
+        if let Some(by) = &tv.by {
+            what.push_str(" by ");
+            what.push_str(by);
+        }
         let time_w = time.chars().count() as u16;
         let right = inner.right();
         let what_w = right.saturating_sub(x + time_w + 1);

@@ -1,0 +1,499 @@
+//! The wire protocol of `lookout serve`: a versioned handshake, then length-prefixed frames.
+//!
+//! The handshake is one JSON line each way (at most [`HELLO_LIMIT`] bytes), so that a
+//! viewer of another version, or something that is not lookout at all, gets a readable
+//! answer instead of garbage. After it, every message is a frame: a 4-byte big-endian length
+//! and that many bytes of postcard. postcard because a steady-state delta of a large fleet is
+//! mostly numbers and short names: its varints and raw f64s are about a third of the bytes of
+//! the same message in JSON, and encoding is several times cheaper; the format is serde, so
+//! the snapshot types are reused as they are. Both sides cap the length of a frame they
+//! read before allocating it.
+
+use std::borrow::Cow;
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufRead, AsyncBufReadExt, AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+use crate::config::Via;
+use crate::model::{HostName, HostStatus, Metric, ProcessDetail, Reading};
+use crate::snapshot::MaxRiskLine;
+use crate::triggers::TriggerView;
+
+/// Bumped on every change of the frames below; both sides refuse another number.
+pub const VERSION: u32 = 1;
+/// Longest handshake line.
+pub const HELLO_LIMIT: usize = 4096;
+/// Longest frame a viewer may send (commands are small).
+pub const CLIENT_FRAME_LIMIT: usize = 64 * 1024;
+/// Longest frame a server may send (the full state of a very large fleet).
+pub const SERVER_FRAME_LIMIT: usize = 64 * 1024 * 1024;
+
+/// What a connection is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Want {
+    /// The dashboard: full state, then deltas and events; sends commands.
+    View,
+    /// One full state, then the server closes (`snapshot --socket`).
+    Snapshot,
+    /// Events only (`run --headless --socket`).
+    Events,
+    /// Requests only (`reload`).
+    Control,
+}
+
+/// The handshake line, both ways. Fields a side does not use stay `None`.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Hello {
+    /// The protocol version the sender speaks (always present).
+    pub lookout_protocol: u32,
+    /// The sender's program and version, e.g. `lookout 0.1.0`.
+    #[serde(default)]
+    pub program: Option<String>,
+    /// Client: what the connection is for.
+    #[serde(default)]
+    pub want: Option<Want>,
+    /// Server: the name it knows the viewer by (from the socket's peer credentials).
+    #[serde(default)]
+    pub user: Option<String>,
+    /// Server: why it refuses the connection.
+    #[serde(default)]
+    pub error: Option<String>,
+}
+
+impl Hello {
+    pub fn new() -> Self {
+        Hello {
+            lookout_protocol: VERSION,
+            program: Some(program()),
+            ..Hello::default()
+        }
+    }
+}
+
+pub fn program() -> String {
+    format!("lookout {}", env!("CARGO_PKG_VERSION"))
+}
+
+/// Why a connection failed, phrased for the user.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("connection closed")]
+    Closed,
+    #[error("{0}")]
+    Io(#[from] std::io::Error),
+    #[error("frame of {0} bytes is over the limit of {1}")]
+    TooLarge(usize, usize),
+    #[error("bad frame: {0}")]
+    Decode(#[from] postcard::Error),
+    #[error("bad handshake: {0}")]
+    Handshake(String),
+}
+
+/// Writes the handshake line.
+pub async fn write_hello(w: &mut (impl AsyncWrite + Unpin), hello: &Hello) -> Result<(), WireError> {
+    let mut line = serde_json::to_vec(hello).map_err(|e| WireError::Handshake(e.to_string()))?;
+    line.push(b'\n');
+    w.write_all(&line).await?;
+    w.flush().await?;
+    Ok(())
+}
+
+/// Reads the handshake line: at most [`HELLO_LIMIT`] bytes, which must be JSON.
+pub async fn read_hello(r: &mut (impl AsyncBufRead + Unpin)) -> Result<Hello, WireError> {
+    let mut line = Vec::new();
+    let n = r.take(HELLO_LIMIT as u64).read_until(b'\n', &mut line).await?;
+    if n == 0 {
+        return Err(WireError::Closed);
+    }
+    if line.last() != Some(&b'\n') {
+        return Err(WireError::Handshake(if n >= HELLO_LIMIT {
+            format!("no end of line within {HELLO_LIMIT} bytes")
+        } else {
+            "connection closed in the middle of the handshake".into()
+        }));
+    }
+    serde_json::from_slice(&line).map_err(|_| {
+        let shown: String = String::from_utf8_lossy(&line[..line.len().min(60)])
+            .chars()
+            .map(|c| if c.is_control() { '.' } else { c })
+            .collect();
+        WireError::Handshake(format!(
+            "not a lookout handshake: `{}`",
+            shown.trim_end_matches('.')
+        ))
+    })
+}
+
+/// One frame: length then postcard bytes, ready to write (shared by every viewer).
+pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    let mut buf = postcard::to_extend(msg, vec![0u8; 4])?;
+    let len = u32::try_from(buf.len() - 4).map_err(|_| WireError::TooLarge(buf.len(), u32::MAX as usize))?;
+    buf[..4].copy_from_slice(&len.to_be_bytes());
+    Ok(buf)
+}
+
+/// Reads one frame of at most `limit` bytes and decodes it.
+pub async fn read_frame<T: for<'de> Deserialize<'de>>(
+    r: &mut (impl AsyncRead + Unpin),
+    limit: usize,
+    buf: &mut Vec<u8>,
+) -> Result<T, WireError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(WireError::Closed),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > limit {
+        return Err(WireError::TooLarge(len, limit));
+    }
+    buf.clear();
+    buf.resize(len, 0);
+    r.read_exact(buf).await.map_err(|e| {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof {
+            WireError::Io(std::io::Error::new(
+                e.kind(),
+                "connection closed in the middle of a frame",
+            ))
+        } else {
+            e.into()
+        }
+    })?;
+    Ok(postcard::from_bytes(buf)?)
+}
+
+/// What a viewer sends after the handshake.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub enum ClientMsg {
+    Command(WireCommand),
+    /// Ask the server to re-read its configuration; answered by a [`ServerMsg::Reply`].
+    Reload,
+}
+
+/// A trigger command as a viewer sends it: the server adds who gave it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub enum WireCommand {
+    Acknowledge {
+        trigger: String,
+        host: String,
+        instance: String,
+    },
+    Silence {
+        trigger: String,
+        host: String,
+        instance: String,
+        until: SystemTime,
+    },
+    Reconnect {
+        host: String,
+    },
+}
+
+impl WireCommand {
+    /// The wire form of a dashboard's command (a name given with it is the server's to set).
+    pub fn from_command(c: crate::triggers::Command) -> Self {
+        use crate::triggers::Command;
+        match c {
+            Command::Acknowledge {
+                trigger,
+                host,
+                instance,
+            } => WireCommand::Acknowledge {
+                trigger,
+                host,
+                instance,
+            },
+            Command::Silence {
+                trigger,
+                host,
+                instance,
+                until,
+            } => WireCommand::Silence {
+                trigger,
+                host,
+                instance,
+                until,
+            },
+            Command::Reconnect { host } => WireCommand::Reconnect { host },
+            Command::By { command, .. } => WireCommand::from_command(*command),
+        }
+    }
+
+    /// The engine's command, given by `user`.
+    pub fn into_command(self, user: &str) -> crate::triggers::Command {
+        use crate::triggers::Command;
+        let command = match self {
+            WireCommand::Acknowledge {
+                trigger,
+                host,
+                instance,
+            } => Command::Acknowledge {
+                trigger,
+                host,
+                instance,
+            },
+            WireCommand::Silence {
+                trigger,
+                host,
+                instance,
+                until,
+            } => Command::Silence {
+                trigger,
+                host,
+                instance,
+                until,
+            },
+            WireCommand::Reconnect { host } => Command::Reconnect { host },
+        };
+        Command::By {
+            user: user.to_string(),
+            command: Box::new(command),
+        }
+    }
+}
+
+/// What the server sends after the handshake.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum ServerMsg<'a> {
+    /// The whole state: on attach, and when a viewer fell behind (it skips ahead).
+    Full(State<'a>),
+    /// What changed since the previous `Full` or `Delta`.
+    Delta(Delta<'a>),
+    /// One event as today's JSON line (`run --headless` prints it as it is).
+    Event(Cow<'a, str>),
+    /// The answer to a request (`Reload`, a refused command).
+    Reply { ok: bool, text: String },
+    /// Something the viewer should tell its user (the server is stopping, a command dropped).
+    Notice(String),
+    /// Metrics the server registered at run time (check metrics): sent before the first
+    /// state that uses them, so that the viewer can read their names.
+    Metrics(Vec<WireMetric>),
+}
+
+/// A metric of the server's registry that is not in the built-in catalogue.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WireMetric {
+    pub name: String,
+    /// `bool`, `s`, `ms`, `%`, `load`, `bytes`, `bytes/s`, `count`, else the custom unit.
+    pub unit: String,
+    pub instance: String,
+    /// `higher`, `lower` or `none`.
+    pub risk: String,
+    pub description: String,
+}
+
+/// Most run-time metrics a viewer takes from a server (the registry's ids are 16 bits).
+const METRICS_LIMIT: usize = 16_384;
+
+impl WireMetric {
+    pub fn of(info: &crate::model::MetricInfo) -> Self {
+        use crate::model::{Risk, Unit};
+        let unit = match info.unit {
+            Unit::Bool => "bool",
+            Unit::Seconds => "s",
+            Unit::Millis => "ms",
+            Unit::Percent => "%",
+            Unit::Load => "load",
+            Unit::Bytes => "bytes",
+            Unit::BytesPerSec => "bytes/s",
+            Unit::Count => "count",
+            Unit::Custom(u) => u,
+        };
+        WireMetric {
+            name: info.name.to_string(),
+            unit: unit.to_string(),
+            instance: info.instance.to_string(),
+            risk: match info.risk {
+                Risk::Higher => "higher",
+                Risk::Lower => "lower",
+                Risk::None => "none",
+            }
+            .to_string(),
+            description: info.description.to_string(),
+        }
+    }
+
+    /// Adds the metric to this process's registry (known names are kept as they are).
+    pub fn register(self) -> Result<Metric, String> {
+        use crate::model::{NewMetric, Risk, Unit};
+        if let Some(m) = Metric::by_name(&self.name) {
+            return Ok(m);
+        }
+        if Metric::count() >= METRICS_LIMIT {
+            return Err(format!("the server sent more than {METRICS_LIMIT} metrics"));
+        }
+        // The registry keeps its strings for the life of the process, as it does for the
+        // server's own; the limit above bounds what a server can make a viewer keep.
+        let leak = |s: String| -> &'static str { Box::leak(s.into_boxed_str()) };
+        let unit = match self.unit.as_str() {
+            "bool" => Unit::Bool,
+            "s" => Unit::Seconds,
+            "ms" => Unit::Millis,
+            "%" => Unit::Percent,
+            "load" => Unit::Load,
+            "bytes" => Unit::Bytes,
+            "bytes/s" => Unit::BytesPerSec,
+            "count" => Unit::Count,
+            _ => Unit::Custom(leak(self.unit)),
+        };
+        let risk = match self.risk.as_str() {
+            "higher" => Risk::Higher,
+            "lower" => Risk::Lower,
+            _ => Risk::None,
+        };
+        Metric::register(NewMetric {
+            name: self.name,
+            unit,
+            instance: leak(self.instance),
+            risk,
+            description: self.description,
+        })
+    }
+}
+
+/// The metrics registered at run time from the `from`-th one of the registry on.
+pub fn metrics_from(from: usize) -> Vec<WireMetric> {
+    Metric::all()
+        .into_iter()
+        .skip(from.max(crate::model::CATALOGUE.len()))
+        .map(WireMetric::of)
+        .collect()
+}
+
+/// What every state message carries about the snapshot it brings the viewer to.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Header {
+    pub seq: u64,
+    pub taken_at: SystemTime,
+    pub interval: Duration,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct State<'a> {
+    pub header: Header,
+    pub hosts: Vec<WireHost<'a>>,
+    pub max_risk: Cow<'a, [MaxRiskLine]>,
+    pub triggers: Cow<'a, [TriggerView]>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct Delta<'a> {
+    pub header: Header,
+    /// Hosts whose view changed, and new hosts (appended in this order).
+    pub hosts: Vec<WireHost<'a>>,
+    /// Hosts no longer watched.
+    pub removed: Vec<HostName>,
+    /// The maximal-risk lines, when they changed.
+    pub max_risk: Option<Cow<'a, [MaxRiskLine]>>,
+    /// The trigger lines, when they changed.
+    pub triggers: Option<Cow<'a, [TriggerView]>>,
+}
+
+/// One host: its header always, each source's values only when they changed (always in a
+/// full state).
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireHost<'a> {
+    pub name: HostName,
+    pub group: Option<Cow<'a, str>>,
+    pub via: Via,
+    pub status: HostStatus,
+    pub error: Option<Cow<'a, str>>,
+    pub last_update: Option<SystemTime>,
+    pub rounds: u64,
+    pub system: Option<Cow<'a, [Reading]>>,
+    pub ping: Option<Cow<'a, [Reading]>>,
+    pub external: Option<Cow<'a, [Reading]>>,
+    pub processes: Option<Cow<'a, [ProcessDetail]>>,
+}
+
+/// Metrics travel by name: the names are the public contract, the numbering is not.
+impl<'de> Deserialize<'de> for Metric {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let name = <Cow<'de, str>>::deserialize(d)?;
+        name.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn frames_round_trip_and_respect_the_limit() {
+        let msg = ClientMsg::Command(WireCommand::Reconnect { host: "alpha".into() });
+        let bytes = encode(&msg).expect("encodes");
+        let mut buf = Vec::new();
+        let back: ClientMsg = read_frame(&mut &bytes[..], 1024, &mut buf)
+            .await
+            .expect("decodes");
+        assert!(matches!(back, ClientMsg::Command(WireCommand::Reconnect { host }) if host == "alpha"));
+        let err = read_frame::<ClientMsg>(&mut &bytes[..], 2, &mut buf)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, WireError::TooLarge(_, 2)), "{err}");
+        let err = read_frame::<ClientMsg>(&mut &bytes[..bytes.len() - 1], 1024, &mut buf)
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("middle of a frame"), "{err}");
+        let garbage = [0, 0, 0, 3, 0xff, 0xff, 0xff];
+        let err = read_frame::<ClientMsg>(&mut &garbage[..], 1024, &mut buf)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, WireError::Decode(_)), "{err}");
+    }
+
+    #[tokio::test]
+    async fn handshake_refuses_garbage_readably() {
+        let mut input = &b"GET / HTTP/1.1\r\n"[..];
+        let err = read_hello(&mut input).await.unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("not a lookout handshake: `GET / HTTP/1.1"),
+            "{err}"
+        );
+        let long = vec![b'x'; HELLO_LIMIT + 10];
+        let err = read_hello(&mut &long[..]).await.unwrap_err();
+        assert!(err.to_string().contains("no end of line"), "{err}");
+        let mut line = serde_json::to_vec(&Hello::new()).expect("json");
+        line.push(b'\n');
+        let hello = read_hello(&mut &line[..]).await.expect("hello");
+        assert_eq!(hello.lookout_protocol, VERSION);
+    }
+
+    #[tokio::test]
+    async fn run_time_metrics_travel_before_their_readings() {
+        let m = WireMetric {
+            name: "check.serve_wire_test".into(),
+            unit: "req/s".into(),
+            instance: "endpoint".into(),
+            risk: "higher".into(),
+            description: "a check metric".into(),
+        };
+        let reading = br#"{"metric":"check.serve_wire_test","instance":"","value":1.0}"#;
+        assert!(
+            serde_json::from_slice::<Reading>(reading).is_err(),
+            "unknown before"
+        );
+        let bytes = encode(&ServerMsg::Metrics(vec![m.clone()])).expect("encodes");
+        let ServerMsg::Metrics(list) = read_frame(&mut &bytes[..], 1024, &mut Vec::new())
+            .await
+            .expect("decodes")
+        else {
+            panic!("metrics")
+        };
+        let metric = list
+            .into_iter()
+            .next()
+            .expect("one")
+            .register()
+            .expect("registers");
+        assert_eq!(WireMetric::of(metric.info()), m);
+        assert_eq!(metric.info().unit, crate::model::Unit::Custom("req/s"));
+        let r: Reading = serde_json::from_slice(reading).expect("known after");
+        assert_eq!(r.metric, metric);
+        assert!(metrics_from(0).contains(&m));
+    }
+}
