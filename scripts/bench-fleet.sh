@@ -24,7 +24,8 @@
 #
 # Environment: PROBE (1: measure the probe), HEADLESS (1), TUI (1), WINDOW (default 30),
 # SETTLE (10), INTERVAL (2s), PROCS (40 per host), WATCH (process names, default
-# "nginx,python3"; "" for none), BUILD (1: cargo build --release first), BIN and LOOKOUT
+# "nginx,python3"; "" for none), CHECKS ([[check]]s per host, answered by the simulator;
+# default 0), CHECK_INTERVAL (10s), BUILD (1: cargo build --release first), BIN and LOOKOUT
 # (the binaries, default target/release/...), UP_WITHIN (seconds to wait for all hosts up,
 # default 60), OUT (directory for logs, default a temp dir), FIRST (first address, 127.42.0.1).
 set -euo pipefail
@@ -37,6 +38,8 @@ SETTLE=${SETTLE:-10}
 INTERVAL=${INTERVAL:-2s}
 PROCS=${PROCS:-40}
 WATCH=${WATCH-nginx,python3}
+CHECKS=${CHECKS:-0}
+CHECK_INTERVAL=${CHECK_INTERVAL:-10s}
 FIRST=${FIRST:-127.42.0.1}
 OUT=${OUT:-$(mktemp -d /tmp/lookout-bench.XXXXXX)}
 TICK=$(getconf CLK_TCK)
@@ -164,7 +167,8 @@ for N in "${SIZES[@]}"; do
     dir="$OUT/fleet-$N"
     mkdir -p "$dir"
     "$BIN" serve --hosts "$N" --dir "$dir" --port 0 --first "$FIRST" --interval "$INTERVAL" \
-        --procs "$PROCS" --watch "$WATCH" >"$dir/sim.out" 2>"$dir/sim.err" &
+        --procs "$PROCS" --watch "$WATCH" --checks "$CHECKS" --check-interval "$CHECK_INTERVAL" \
+        >"$dir/sim.out" 2>"$dir/sim.err" &
     sim=$!
     PIDS+=("$sim")
     for _ in $(seq 1 300); do

@@ -24,6 +24,14 @@ want dash dash
 want prometheus prometheus
 want prometheus-node-exporter prometheus-node-exporter
 want prometheus-alertmanager prometheus-alertmanager
+# [[check]] tests: real plugins and the servers monscale's metric kinds read.
+[ -x /usr/lib/nagios/plugins/check_load ] || missing="$missing monitoring-plugins-basic"
+want redis-server redis-server
+want redis-cli redis-tools
+want snmpd snmpd
+want snmpget snmp
+want curl curl
+want openssl openssl
 want setpriv util-linux
 if [ -n "$missing" ]; then
     sudo=""

@@ -70,6 +70,7 @@ pub fn check_report(config: &Config) -> String {
             r.severity.as_str()
         ));
     }
+    out.push_str(&crate::collectors::checks::describe(&config.checks));
     for w in &config.warnings {
         out.push_str(&format!("warning: {w}\n"));
     }
@@ -85,7 +86,10 @@ pub async fn collect_snapshot(config: Arc<Config>, rounds: u32) -> Arc<Snapshot>
         + config.ssh.connect_timeout
         + config.ssh.poll_timeout
         + interval * (rounds + 1)
-        + Duration::from_secs(1);
+        + Duration::from_secs(1)
+        // Every check runs at least once; one still running waits for its timeout at most.
+        + crate::collectors::checks::longest_timeout(&config.checks);
+    let checks = config.checks.clone();
     let running = crate::runtime::start(config);
     // A one-shot snapshot shows trigger states; it notifies nobody.
     running.actions.close();
@@ -94,7 +98,9 @@ pub async fn collect_snapshot(config: Arc<Config>, rounds: u32) -> Arc<Snapshot>
         let snap = rx.borrow_and_update().clone();
         let done = !snap.hosts.is_empty()
             && snap.hosts.iter().all(|h| {
-                h.rounds >= u64::from(rounds) || !matches!(h.status, HostStatus::Up | HostStatus::Connecting)
+                let answered =
+                    h.rounds >= u64::from(rounds) && crate::collectors::checks::all_reported(&checks, h);
+                answered || !matches!(h.status, HostStatus::Up | HostStatus::Connecting)
             });
         if done {
             return snap;
@@ -138,6 +144,15 @@ pub fn print_table(snap: &Snapshot, out: &mut impl Write) -> std::io::Result<()>
         )?;
         if let Some(e) = &h.error {
             writeln!(out, "    error: {e}")?;
+        }
+        for c in h.checks.iter() {
+            writeln!(
+                out,
+                "    check {}: {} {}",
+                c.name,
+                crate::collectors::checks::status_name(c.status),
+                c.message
+            )?;
         }
     }
     writeln!(out, "\nMAXIMAL RISK")?;

@@ -50,6 +50,9 @@ pub struct FileConfig {
     pub record: crate::record::RecordFile,
     #[serde(default, rename = "trigger")]
     pub triggers: Vec<Spanned<TriggerFile>>,
+    /// Commands whose answers become metrics (`collectors::checks`).
+    #[serde(default, rename = "check")]
+    pub checks: Vec<Spanned<crate::collectors::checks::config::CheckFile>>,
     /// Key bindings: action name -> key or list of keys (validated by the UI).
     #[serde(default)]
     pub keys: BTreeMap<Spanned<String>, Spanned<KeyList>>,
@@ -218,6 +221,8 @@ pub struct Config {
     /// `--metrics-addr`: where `/metrics` is served (set from the command line).
     pub metrics_addr: Option<std::net::SocketAddr>,
     pub triggers: Vec<Rule>,
+    /// `[[check]]` tables, validated (their metrics registered).
+    pub checks: Vec<crate::collectors::checks::Check>,
     /// Whether the rules are the built-in defaults (no `[[trigger]]` in the file).
     pub default_triggers: bool,
     pub keys: BTreeMap<Spanned<String>, Spanned<KeyList>>,
@@ -549,11 +554,9 @@ fn validate(
     let s = std::mem::take(&mut main.ssh);
     let raw_ping = std::mem::take(&mut main.ping);
     let raw_alertmanager = std::mem::take(&mut main.alertmanager);
-    let raw_record = std::mem::take(&mut main.record);
     let keys = std::mem::take(&mut main.keys);
     let raw_record = std::mem::take(&mut main.record);
     let main_loc = files[0].locator();
-    let record = crate::record::RecordSettings::from_file(raw_record, &main_loc, errors);
     let interval = g.interval.unwrap_or(Duration::from_secs(2));
     if interval < Duration::from_millis(100) {
         errors.push(main_loc.error(0..0, "[general] interval must be at least 100ms"));
@@ -703,6 +706,25 @@ fn validate(
     }
     let alertmanager = crate::alertmanager::AlertmanagerSettings::from_file(&raw_alertmanager);
 
+    // Before the triggers: a rule may read `check.<name>` metrics.
+    let mut checks = Vec::new();
+    let mut check_names = BTreeSet::new();
+    for f in &mut files {
+        let loc = Locator {
+            file: &f.name,
+            text: &f.text,
+        };
+        checks.extend(crate::collectors::checks::config::validate(
+            std::mem::take(&mut f.raw.checks),
+            interval,
+            &hosts,
+            &selector,
+            &mut check_names,
+            &loc,
+            errors,
+        ));
+    }
+
     let default_triggers = files.iter().all(|f| f.raw.triggers.is_empty());
     let triggers = if default_triggers {
         crate::triggers::rule::default_rules()
@@ -754,6 +776,7 @@ fn validate(
         command_line_hosts: (Vec::new(), false),
         metrics_addr: None,
         triggers,
+        checks,
         default_triggers,
         keys,
         source_text: files[0].text.clone(),

@@ -14,7 +14,9 @@ use tokio::sync::{broadcast, mpsc, watch};
 use crate::clock::Clock;
 use crate::config::{Config, Via};
 use crate::event::{Event, EventKind};
-use crate::model::{CATALOGUE, HostName, HostStatus, Metric, Risk, Sample, Source, Update, sanitize};
+use crate::model::{
+    CATALOGUE, CheckReport, HostName, HostStatus, Metric, Risk, Sample, Source, Update, sanitize,
+};
 use crate::snapshot::{HostView, MaxRiskLine, Snapshot};
 use crate::store::{HostHistory, RateTracker};
 use crate::triggers::{Command, TriggerSet};
@@ -150,7 +152,31 @@ impl Engine {
             Update::Sample(sample) => self.apply_sample(sample),
             Update::Status { host, status, error } => self.apply_status(&host, status, error),
             Update::Discovered { host, group, via } => self.add_host(host, group, via),
+            Update::Check { host, report } => self.apply_check(&host, report),
         }
+    }
+
+    /// A check's report replaces its previous one on that host (kept in config order).
+    fn apply_check(&mut self, host: &HostName, mut report: CheckReport) {
+        let Some(&i) = self.index.get(host) else {
+            return;
+        };
+        report.readings.retain(|r| r.value.is_finite());
+        let order = |name: &str| self.config.checks.iter().position(|c| &*c.name == name);
+        let at = order(&report.name);
+        let report = Arc::new(report);
+        let mut checks = Vec::clone(&self.hosts[i].view.checks);
+        match checks.iter().position(|c| c.name == report.name) {
+            Some(k) => checks[k] = report,
+            None => {
+                let k = checks
+                    .iter()
+                    .position(|c| order(&c.name) > at)
+                    .unwrap_or(checks.len());
+                checks.insert(k, report);
+            }
+        }
+        self.rebuild_view(i, |v| v.checks = Arc::new(checks));
     }
 
     /// Adds a host found at run time (no-op for a known name).
@@ -242,6 +268,7 @@ impl Engine {
                 // Values from a host that no longer answers are not current.
                 v.system = Arc::default();
                 v.processes = Arc::default();
+                v.checks = Arc::default();
             }
         });
     }
@@ -339,7 +366,8 @@ impl Engine {
         let mut views = std::mem::take(&mut self.views);
         views.extend(self.hosts.iter().map(|h| h.view.clone()));
         let max_risk = self.cached_max_risk(now);
-        let events = self.triggers.evaluate(now, &views, &max_risk);
+        let mut events = self.triggers.evaluate(now, &views, &max_risk);
+        crate::collectors::checks::attach_messages(&self.config.checks, &views, &mut events);
         // Emptied at once, so that no replaced view outlives this tick.
         views.clear();
         self.views = views;

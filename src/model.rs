@@ -440,10 +440,28 @@ pub struct Sample {
     pub processes: Vec<ProcessDetail>,
 }
 
+/// One run of one `[[check]]` on one host (see `collectors::checks`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct CheckReport {
+    pub name: Arc<str>,
+    /// 0 OK, 1 WARNING, 2 CRITICAL, 3 UNKNOWN.
+    pub status: u8,
+    /// The first line of output (or why the run failed), sanitized and bounded.
+    pub message: Arc<str>,
+    pub duration_ms: f64,
+    /// `check.<name>.status` first, then the values as `check.<name>`.
+    pub readings: Vec<Reading>,
+}
+
 /// What collectors send to the engine.
 #[derive(Clone, Debug)]
 pub enum Update {
     Sample(Sample),
+    /// A check ran on a host: its report replaces that check's previous one.
+    Check {
+        host: HostName,
+        report: CheckReport,
+    },
     /// The connection state of a host changed (or its error message did).
     Status {
         host: HostName,

@@ -7,7 +7,7 @@ use serde::Serialize;
 use serde::ser::SerializeStruct;
 
 use crate::config::Via;
-use crate::model::{HostName, HostStatus, Metric, ProcessDetail, Reading, rfc3339};
+use crate::model::{CheckReport, HostName, HostStatus, Metric, ProcessDetail, Reading, rfc3339};
 use crate::store::SharedHistory;
 use crate::triggers::TriggerView;
 
@@ -33,6 +33,8 @@ pub struct HostView {
     pub ping: Arc<Vec<Reading>>,
     pub external: Arc<Vec<Reading>>,
     pub processes: Arc<Vec<ProcessDetail>>,
+    /// The last report of each check the host runs, in config order.
+    pub checks: Arc<Vec<Arc<CheckReport>>>,
     pub history: SharedHistory,
 }
 
@@ -53,17 +55,19 @@ impl HostView {
             ping: Arc::default(),
             external: Arc::default(),
             processes: Arc::default(),
+            checks: Arc::default(),
             history: SharedHistory::default(),
         }
     }
 
     /// Every current value: `host.up` first, then system metrics (with rates), then ping,
-    /// then external ones.
+    /// then external ones, then the checks' (in config order).
     pub fn metrics(&self) -> impl Iterator<Item = &Reading> + Clone {
         std::iter::once(&self.up)
             .chain(self.system.iter())
             .chain(self.ping.iter())
             .chain(self.external.iter())
+            .chain(self.checks.iter().flat_map(|c| c.readings.iter()))
     }
     /// The `i`-th reading of [`metrics`](Self::metrics), without walking the others.
     pub fn reading(&self, i: usize) -> Option<&Reading> {
@@ -77,7 +81,21 @@ impl HostView {
             }
             i -= part.len();
         }
+        for c in self.checks.iter() {
+            if i < c.readings.len() {
+                return c.readings.get(i);
+            }
+            i -= c.readings.len();
+        }
         None
+    }
+    /// The last report of a check on this host.
+    pub fn check(&self, name: &str) -> Option<&CheckReport> {
+        self.checks.iter().find(|c| &*c.name == name).map(|c| &**c)
+    }
+    /// The worst check status of this host (`chk` in the overview), if it runs any yet.
+    pub fn worst_check(&self) -> Option<u8> {
+        self.checks.iter().map(|c| c.status).max()
     }
     pub fn value(&self, metric: Metric, instance: &str) -> Option<f64> {
         self.metrics()
@@ -169,6 +187,7 @@ impl Serialize for Snapshot {
                 last_update: h.last_update.map(rfc3339),
                 metrics: Metrics(h),
                 processes: &h.processes,
+                checks: Checks(h),
             })
             .collect();
         st.serialize_field("hosts", &hosts)?;
@@ -189,6 +208,46 @@ struct JsonHost<'a> {
     last_update: Option<String>,
     metrics: Metrics<'a>,
     processes: &'a [ProcessDetail],
+    checks: Checks<'a>,
+}
+
+/// A host's checks as JSON: name, status, message, duration_ms and values.
+struct Checks<'a>(&'a HostView);
+
+impl Serialize for Checks<'_> {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        #[derive(Serialize)]
+        struct JsonCheck<'a> {
+            name: &'a str,
+            status: u8,
+            message: &'a str,
+            duration_ms: f64,
+            values: Vec<JsonValue<'a>>,
+        }
+        #[derive(Serialize)]
+        struct JsonValue<'a> {
+            instance: &'a str,
+            value: f64,
+        }
+        s.collect_seq(self.0.checks.iter().map(|c| {
+            JsonCheck {
+                name: &c.name,
+                status: c.status,
+                message: &c.message,
+                duration_ms: (c.duration_ms * 1000.0).round() / 1000.0,
+                // The status is its own field; the values are `check.<name>`.
+                values: c
+                    .readings
+                    .iter()
+                    .skip(1)
+                    .map(|r| JsonValue {
+                        instance: &r.instance,
+                        value: r.value,
+                    })
+                    .collect(),
+            }
+        }))
+    }
 }
 
 /// Serializes a host's readings as one JSON list without collecting them.

@@ -34,6 +34,7 @@ fn firing(run: &[&str], host: &str, instance: &str) -> Event {
         notify: true,
         note: None,
         silenced_until: None,
+        message: None,
         by: None,
         bell: false,
         run: Some(run.iter().map(|s| s.to_string()).collect::<Vec<_>>().into()),
@@ -97,7 +98,7 @@ async fn action_gets_placeholders_environment_and_stdin() {
     let env = std::fs::read_to_string(format!("{out_s}.env")).expect("env file");
     assert_eq!(
         env,
-        "LOOKOUT_HOST=alpha\nLOOKOUT_INSTANCE=/var\nLOOKOUT_METRIC=disk.used_pct\n\
+        "LOOKOUT_HOST=alpha\nLOOKOUT_INSTANCE=/var\nLOOKOUT_MESSAGE=\nLOOKOUT_METRIC=disk.used_pct\n\
          LOOKOUT_SEVERITY=critical\nLOOKOUT_SINCE=2026-01-01T00:00:00.000Z\nLOOKOUT_STATE=firing\n\
          LOOKOUT_THRESHOLD=90\nLOOKOUT_TRIGGER=disk full\nLOOKOUT_VALUE=97.25\n"
     );

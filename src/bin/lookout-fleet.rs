@@ -91,6 +91,12 @@ struct Serve {
     /// Name hosts by address in fleet.toml instead of by fleet-NNNN ssh aliases.
     #[arg(long)]
     by_address: bool,
+    /// `[[check]]`s fleet.toml runs on every host (answered by the simulator).
+    #[arg(long, default_value_t = 0)]
+    checks: usize,
+    /// Interval of those checks.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    check_interval: Duration,
 }
 
 fn main() -> ExitCode {
@@ -157,6 +163,8 @@ async fn serve(s: Serve) -> anyhow::Result<()> {
             .map(String::from)
             .collect(),
         by_address: s.by_address,
+        checks: s.checks,
+        check_interval: s.check_interval,
     };
     let fleet = fleet::Fleet::bind(&o).await?;
     let (first, last) = match (fleet.hosts.first(), fleet.hosts.last()) {

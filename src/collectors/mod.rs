@@ -1,6 +1,7 @@
 //! Collectors measure hosts and send [`Update`](crate::model::Update)s to the engine; they
 //! never touch the UI or the triggers. Errors become host status, never a crash.
 
+pub mod checks;
 pub mod local;
 pub mod ping;
 pub mod procfs;

@@ -75,6 +75,9 @@ pub struct Options {
     pub watch: Vec<String>,
     /// Name hosts by address instead of by `fleet-NNNN` aliases of the ssh config.
     pub by_address: bool,
+    /// `[[check]]`s the lookout config runs on every host (the simulator answers them).
+    pub checks: usize,
+    pub check_interval: Duration,
 }
 
 impl Default for Options {
@@ -94,6 +97,8 @@ impl Default for Options {
             connect_timeout: Duration::from_secs(10),
             watch: vec!["nginx".into(), "python3".into()],
             by_address: false,
+            checks: 0,
+            check_interval: Duration::from_secs(10),
         }
     }
 }
@@ -272,6 +277,15 @@ pub fn write_files(o: &Options, files: &Files, hosts: &[HostEntry], port: u16) -
             config,
             "\n[[watch.processes]]\nhosts = [\"@fleet\"]\nnames = [{}]\n",
             watch.join(", ")
+        );
+    }
+    // Checks the simulated hosts answer (`--checks N`), for the benchmark.
+    for i in 0..o.checks {
+        let _ = write!(
+            config,
+            "\n[[check]]\nname = \"sim_{i}\"\nhosts = [\"@fleet\"]\ncommand = \"sim-check {i}\"\n\
+             format = \"nagios\"\ninterval = \"{}\"\n",
+            humantime::format_duration(o.check_interval)
         );
     }
     std::fs::write(&files.known_hosts, known).context("known_hosts")?;

@@ -196,6 +196,24 @@ impl server::Handler for Conn {
             None
         };
         session.channel_success(channel)?;
+        if procs.is_none()
+            && let Some((_, check)) = crate::collectors::checks::run::parse_remote_command(&command)
+        {
+            // A `[[check]]`: answered like a plugin, after the host's latency.
+            let (out, code) = simulated_check(Arc::as_ptr(&self.host) as u64, &check);
+            let handle = session.handle();
+            let delay = self.shared.knobs.latency;
+            tokio::spawn(async move {
+                if !delay.is_zero() {
+                    tokio::time::sleep(delay).await;
+                }
+                let _ = handle.data(channel, out.into_bytes()).await;
+                let _ = handle.exit_status_request(channel, code).await;
+                let _ = handle.eof(channel).await;
+                let _ = handle.close(channel).await;
+            });
+            return Ok(());
+        }
         let Some(procs) = procs else {
             session.extended_data(
                 channel,
@@ -268,7 +286,53 @@ impl server::Handler for Conn {
     }
 }
 
+/// A simulated host's answer to a check: Nagios plugin output whose value depends on the
+/// host (`seed`) and the command (steady within a run), exit status 0; a command
+/// starting `exit N` exits N.
+fn simulated_check(seed: u64, command: &str) -> (String, u32) {
+    if let Some(code) = command.strip_prefix("exit ").and_then(|c| c.trim().parse().ok()) {
+        return (String::new(), code);
+    }
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325 ^ seed;
+    for b in command.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3);
+    }
+    let value = h % 1000;
+    (
+        format!(
+            "SIM OK - {command} is {value}|value={value};900;950;0;1000 time=0.00{}s\n",
+            h % 10
+        ),
+        0,
+    )
+}
+
 /// The two commands lookout may send.
 pub fn commands() -> (String, String) {
     (remote::command(true), remote::command(false))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::simulated_check;
+    use crate::collectors::checks::Format;
+    use crate::collectors::checks::parse::{Exit, Outcome, judge};
+
+    #[test]
+    fn simulated_checks_read_as_plugins() {
+        let (out, code) = simulated_check(7, "sim-check 3");
+        let v = judge(
+            Format::Nagios,
+            &Outcome {
+                exit: Exit::Code(code),
+                stdout: out.clone().into_bytes(),
+                stderr: Vec::new(),
+            },
+        );
+        assert_eq!(v.status, 0, "{out}");
+        assert_eq!(v.values.len(), 2);
+        assert_eq!(v.values[0].0, "value");
+        assert_eq!(simulated_check(7, "sim-check 3"), (out, 0), "steady");
+        assert_eq!(simulated_check(7, "exit 2").1, 2);
+    }
 }

@@ -353,6 +353,8 @@ impl Replica {
             error: w.error.map(Cow::into_owned),
             last_update: w.last_update,
             rounds: w.rounds,
+            // Check reports do not travel over the wire yet (the viewer shows none).
+            checks: base.map(|b| b.checks.clone()).unwrap_or_default(),
             history,
         })
     }

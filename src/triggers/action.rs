@@ -104,6 +104,7 @@ pub fn values(t: &TriggerEvent) -> Vec<(&'static str, String)> {
                 "severity" => t.severity.as_str().to_string(),
                 "state" => t.state.as_str().to_string(),
                 "since" => crate::model::rfc3339(t.since),
+                "message" => t.message.as_deref().map(clean).unwrap_or_default(),
                 _ => String::new(),
             };
             (name, v)

@@ -542,6 +542,8 @@ pub const PLACEHOLDERS: &[&str] = &[
     "severity",
     "state",
     "since",
+    // A check's message, for rules on `check.*` metrics (empty otherwise).
+    "message",
 ];
 
 /// Minimal glob: `*` matches any run of characters, everything else literally. Does not

@@ -251,6 +251,9 @@ pub struct TriggerEvent {
         skip_serializing_if = "Option::is_none"
     )]
     pub silenced_until: Option<SystemTime>,
+    /// For a rule on a check's metric: the check's message on that host (set by the engine).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
     /// The operator who acknowledged or silenced the line (a viewer of `lookout serve`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub by: Option<String>,
@@ -1092,6 +1095,7 @@ impl Ctx<'_> {
             notify,
             note: note.or_else(|| line.note.clone()),
             silenced_until: line.silenced_until.filter(|_| line.silenced(self.now)),
+            message: None,
             by: None,
             bell: notify && self.rule.bell && state == TriggerState::Firing,
             run,

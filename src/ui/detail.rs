@@ -70,6 +70,12 @@ pub fn render(area: Rect, buf: &mut Buffer, app: &mut App) {
         Layout::horizontal([Constraint::Percentage(45), Constraint::Percentage(55)]).areas(mid);
     disks_table(disk_area, buf, app, &h);
     interfaces_table(if_area, buf, app, &h);
+    // The host's checks, when it runs any, above the processes.
+    let want = super::checks::height(&h).min(procs.height.saturating_sub(3));
+    let [checks_area, procs] = Layout::vertical([Constraint::Length(want), Constraint::Min(3)]).areas(procs);
+    if want > 0 {
+        super::checks::render(checks_area, buf, app, &h);
+    }
     processes(procs, buf, app, &h);
 }
 

@@ -7,6 +7,7 @@
 //! event loop, which draws only when input or data changed.
 
 pub mod app;
+pub mod checks;
 pub mod demo;
 pub mod detail;
 pub mod draw;

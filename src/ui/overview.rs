@@ -27,7 +27,7 @@ const HOST_MIN: u16 = 12;
 const HOST_MAX: u16 = 28;
 const SPARK: usize = 10;
 
-const COLS: [Col; 12] = [
+const COLS: [Col; 13] = [
     Col {
         title: "group",
         width: 8,
@@ -105,6 +105,14 @@ const COLS: [Col; 12] = [
         prio: 1,
         sort: SortColumn::Trig,
     },
+    // The worst check status of the host (shown only when some host runs checks).
+    Col {
+        title: "chk",
+        width: 4,
+        right: false,
+        prio: 1,
+        sort: SortColumn::Config,
+    },
     Col {
         title: "cpu",
         width: SPARK as u16,
@@ -115,8 +123,12 @@ const COLS: [Col; 12] = [
 ];
 
 /// The columns that fit in `width` cells and the host column's width.
-fn layout(width: u16, longest: u16) -> (Vec<Col>, u16) {
-    let mut cols: Vec<Col> = COLS.to_vec();
+fn layout(width: u16, longest: u16, checks: bool) -> (Vec<Col>, u16) {
+    let mut cols: Vec<Col> = COLS
+        .iter()
+        .filter(|c| checks || c.title != "chk")
+        .copied()
+        .collect();
     let need = |cols: &[Col]| cols.iter().map(|c| c.width + 1).sum::<u16>() + HOST_MIN;
     while need(&cols) > width {
         let Some((i, _)) = cols.iter().enumerate().max_by_key(|(i, c)| (c.prio, *i)) else {
@@ -161,7 +173,8 @@ pub fn render(area: Rect, buf: &mut Buffer, app: &mut App) {
         .map(|h| h.name.chars().count())
         .max()
         .unwrap_or(0) as u16;
-    let (cols, host_w) = layout(inner.width - 1, longest);
+    let checks = app.snap.hosts.iter().any(|h| !h.checks.is_empty());
+    let (cols, host_w) = layout(inner.width - 1, longest, checks);
 
     // Header.
     let y = inner.y;
@@ -290,6 +303,13 @@ fn render_row(
                     (String::new(), base)
                 }
             }
+            "chk" => match h.worst_check() {
+                None => ("-".to_string(), t.muted),
+                Some(0) => ("ok".to_string(), t.ok),
+                Some(1) => ("warn".to_string(), t.warning),
+                Some(2) => ("crit".to_string(), t.critical),
+                Some(_) => ("unkn".to_string(), t.warning),
+            },
             "cpu" => {
                 let hist = h.history(Metric::CpuUsage, "", SPARK);
                 (draw::sparkline(&hist, Some(100.0)), t.sparkline)

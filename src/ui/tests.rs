@@ -522,3 +522,86 @@ fn only_visible_rows_are_built() {
     let t = render(&mut app, 160, 45);
     assert!(t.backend().to_string().contains("batch250"));
 }
+
+/// Hosts 0 and 1 of `snap` with check reports: OK on the first, CRITICAL on the second.
+fn with_checks(mut snap: Snapshot) -> Snapshot {
+    let cfg = config(
+        "[[hosts]]\nnames = [\"a\"]\n[[check]]\nname = \"ui_queue\"\ncommand = \"true\"\nunit = \"jobs\"\n\
+         [[check]]\nname = \"ui_svc\"\ncommand = \"true\"\nformat = \"nagios\"\n",
+    );
+    let report = |i: usize, status: u8, message: &str, values: Vec<(&str, f64)>| {
+        Arc::new(crate::collectors::checks::report(
+            &cfg.checks[i],
+            crate::collectors::checks::parse::Verdict {
+                status,
+                message: message.into(),
+                values: values.into_iter().map(|(k, v)| (k.to_string(), v)).collect(),
+            },
+            Duration::from_millis(15),
+        ))
+    };
+    for (k, (status, message)) in [(0u8, "SVC OK - fine"), (2, "SVC CRITICAL - down")]
+        .into_iter()
+        .enumerate()
+    {
+        let mut h = HostView::clone(&snap.hosts[k]);
+        h.checks = Arc::new(vec![
+            report(0, 0, "12", vec![("", 12.0)]),
+            report(1, status, message, vec![("time", 0.25)]),
+        ]);
+        snap.hosts[k] = Arc::new(h);
+    }
+    snap
+}
+
+fn rows(t: &Terminal<TestBackend>) -> Vec<String> {
+    let buf = t.backend().buffer();
+    (0..buf.area.height)
+        .map(|y| (0..buf.area.width).map(|x| buf[(x, y)].symbol()).collect())
+        .collect()
+}
+
+#[test]
+fn checks_in_the_overview_and_the_detail_view() {
+    // Without checks there is no `chk` column (the other snapshots stay as they were).
+    let mut app = app_for(Fleet::warm(8, 12), "default");
+    assert!(
+        !rows(&render(&mut app, 160, 45))
+            .iter()
+            .any(|r| r.contains(" chk "))
+    );
+
+    let mut app = app_for(with_checks(Fleet::warm(8, 12)), "default");
+    let screen = rows(&render(&mut app, 160, 45));
+    let header = screen
+        .iter()
+        .find(|r| r.contains("host") && r.contains("trig"))
+        .expect("header");
+    assert!(header.contains(" chk "), "{header}");
+    // In characters: the selection marker before a row is wider in bytes.
+    let col = header[..header.find(" chk ").expect("chk")].chars().count() + 1;
+    let cell_at = |row: &str| row.chars().skip(col).take(4).collect::<String>();
+    let first = screen.iter().position(|r| r == header).expect("header row") + 1;
+    assert_eq!(cell_at(&screen[first]), "ok  ");
+    assert_eq!(cell_at(&screen[first + 1]), "crit");
+    assert_eq!(cell_at(&screen[first + 2]), "-   ");
+
+    key(&mut app, KeyCode::Char('j'));
+    key(&mut app, KeyCode::Enter);
+    let screen = rows(&render(&mut app, 160, 45));
+    assert!(
+        screen.iter().any(|r| r.contains("Checks (2)")),
+        "{}",
+        screen.join("\n")
+    );
+    let svc = screen.iter().find(|r| r.contains("ui_svc")).expect("svc row");
+    assert!(
+        svc.contains("CRITICAL") && svc.contains("SVC CRITICAL - down") && svc.contains("15ms"),
+        "{svc}"
+    );
+    assert!(svc.contains("time=0.25"), "{svc}");
+    let queue = screen.iter().find(|r| r.contains("ui_queue")).expect("queue row");
+    assert!(queue.contains("OK") && queue.contains("12"), "{queue}");
+    // The processes panel is still there below.
+    assert!(screen.iter().any(|r| r.contains("Watched processes")));
+}

@@ -79,6 +79,7 @@ pub struct Shared {
     pub max_output: usize,
     pub mode: PollMode,
     pub buffers: BufferPool,
+    pub check_limits: super::checks::Limits,
 }
 
 /// Backoff between reconnection attempts: 1 s doubling up to 60 s, with ±20% jitter.
@@ -158,6 +159,10 @@ pub fn shared(config: &Config, mode: PollMode) -> Arc<Shared> {
         max_output: ssh.max_output,
         mode,
         buffers: BufferPool::default(),
+        check_limits: super::checks::Limits {
+            max_output: ssh.max_output.min(super::checks::Limits::default().max_output),
+            ..super::checks::Limits::default()
+        },
     })
 }
 
@@ -187,6 +192,7 @@ pub fn spawn_hosts(
         }
     };
     let mut tasks = Vec::with_capacity(hosts.len());
+    let checks: Vec<Arc<super::checks::Check>> = config.checks.iter().cloned().map(Arc::new).collect();
     for h in hosts {
         let task = HostTask {
             name: h.name.clone(),
@@ -196,6 +202,7 @@ pub fn spawn_hosts(
             tx: tx.clone(),
             reconnect: reconnect.subscribe(),
             state: RemoteState::default(),
+            checks: super::checks::for_host(&checks, &h.name),
         };
         tasks.push((h.name.clone(), tokio::spawn(task.run()).abort_handle()));
     }
@@ -219,6 +226,8 @@ struct HostTask {
     tx: mpsc::Sender<Update>,
     reconnect: broadcast::Receiver<HostName>,
     state: RemoteState,
+    /// The `[[check]]`s this host runs, on exec channels of the same session.
+    checks: Vec<Arc<super::checks::Check>>,
 }
 
 impl HostTask {
@@ -274,7 +283,19 @@ impl HostTask {
             };
             let ended = match connected {
                 Ok(session) => {
-                    let mut ended = self.poll(&session, &mut backoff).await;
+                    // Checks run beside the polling loop on the same session (never in
+                    // its way: the sample stream has its own channel) and stop with it.
+                    let checks = super::checks::run_host(
+                        self.name.clone(),
+                        self.checks.clone(),
+                        super::checks::Runner::Remote(&session),
+                        self.shared.check_limits,
+                        self.tx.clone(),
+                    );
+                    let mut ended = tokio::select! {
+                        ended = self.poll(&session, &mut backoff) => ended,
+                        _ = checks => Ended::Shutdown,
+                    };
                     if let Ended::Failed(e) = &mut ended
                         && !self.target.jumps.is_empty()
                         && !e.message.starts_with("via ")
