@@ -36,6 +36,8 @@ pub struct Collectors {
     ssh_shared: Arc<Shared>,
     ssh: BTreeMap<HostName, AbortHandle>,
     local: BTreeMap<HostName, Arc<AtomicBool>>,
+    /// The `[[check]]` tasks of local hosts (SSH hosts run theirs in their own task).
+    local_checks: BTreeMap<HostName, AbortHandle>,
     /// The ping thread's targets and the way to stop it.
     ping: Option<(Vec<PingTarget>, oneshot::Sender<()>)>,
     mode: PollMode,
@@ -53,6 +55,7 @@ impl Collectors {
             ssh_shared: ssh_tasks.shared,
             ssh: ssh_tasks.tasks.into_iter().collect(),
             local: BTreeMap::new(),
+            local_checks: BTreeMap::new(),
             ping: None,
             mode: PollMode::Stream,
         };
@@ -72,6 +75,9 @@ impl Collectors {
             stop.clone(),
         );
         self.local.insert(host.name.clone(), stop);
+        if let Some(h) = crate::collectors::checks::spawn_local_host(config, &host.name, updates) {
+            self.local_checks.insert(host.name.clone(), h);
+        }
     }
 
     fn start_ping(&mut self, config: &Config, updates: &mpsc::Sender<Update>) {
@@ -102,6 +108,9 @@ impl Collectors {
         if let Some(flag) = self.local.remove(host) {
             flag.store(true, Ordering::Relaxed);
         }
+        if let Some(h) = self.local_checks.remove(host) {
+            h.abort();
+        }
     }
 }
 
@@ -115,9 +124,9 @@ pub struct HostChanges {
     pub changed: Vec<HostName>,
 }
 
-/// Compares the hosts of two configs. A host is unchanged when its own entry and the
-/// settings its collector runs with (`[general] interval`, and `[ssh]` for SSH hosts)
-/// are the same.
+/// Compares the hosts of two configs. A host is unchanged when its own entry, the
+/// settings its collector runs with (`[general] interval`, and `[ssh]` for SSH hosts) and
+/// the `[[check]]`s it runs are the same.
 pub fn host_changes(old: &Config, new: &Config) -> HostChanges {
     let interval_changed = old.general.interval != new.general.interval;
     let ssh_changed = old.ssh != new.ssh;
@@ -127,7 +136,9 @@ pub fn host_changes(old: &Config, new: &Config) -> HostChanges {
             None => c.added.push(h.name.clone()),
             Some(o) => {
                 let settings = interval_changed || (h.via == Via::Ssh && ssh_changed);
-                if o != h || settings {
+                let checks = crate::collectors::checks::fingerprint(old, &h.name)
+                    != crate::collectors::checks::fingerprint(new, &h.name);
+                if o != h || settings || checks {
                     c.changed.push(h.name.clone());
                 }
             }
@@ -389,6 +400,20 @@ mod tests {
 
     fn cfg(text: &str) -> Config {
         crate::config::parse(text, "t.toml", None).expect("valid")
+    }
+
+    #[test]
+    fn a_host_whose_checks_changed_is_restarted() {
+        let old = cfg(
+            "[[hosts]]\nnames = [\"a\", \"b\"]\n[[check]]\nname = \"q\"\nhosts = [\"a\"]\ncommand = \"echo 1\"\n",
+        );
+        let new = cfg(
+            "[[hosts]]\nnames = [\"a\", \"b\"]\n[[check]]\nname = \"q\"\nhosts = [\"a\"]\ncommand = \"echo 2\"\n",
+        );
+        let c = host_changes(&old, &new);
+        assert_eq!(c.changed, [Arc::from("a")]);
+        assert!(c.added.is_empty() && c.removed.is_empty());
+        assert_eq!(host_changes(&old, &old), HostChanges::default());
     }
 
     #[test]

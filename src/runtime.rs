@@ -118,7 +118,6 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
     let engine = Engine::new(config.clone(), clock.clone());
     let (snap_tx, snap_rx) = watch::channel(Arc::new(Snapshot::empty(config.general.interval)));
 
-    crate::collectors::checks::spawn_local(&config, &updates_tx);
     crate::collectors::prometheus::spawn_all(&config.prometheus, &updates_tx);
     crate::alertmanager::spawn(&config, clock.clone(), &events_tx);
 

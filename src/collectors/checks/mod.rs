@@ -227,24 +227,34 @@ pub async fn run_host(
     false
 }
 
-/// Starts the checks of every `via = "local"` host (remote hosts run theirs inside their
-/// SSH task, on its session).
-pub fn spawn_local(config: &Arc<crate::config::Config>, tx: &mpsc::Sender<Update>) {
+/// Starts the checks of one local host, if it has any; the handle stops them (a reload).
+pub fn spawn_local_host(
+    config: &crate::config::Config,
+    host: &HostName,
+    tx: &mpsc::Sender<Update>,
+) -> Option<tokio::task::AbortHandle> {
     let limits = Limits {
         max_output: config.ssh.max_output.min(Limits::default().max_output),
         ..Limits::default()
     };
     let checks: Vec<Arc<Check>> = config.checks.iter().cloned().map(Arc::new).collect();
-    for h in config.hosts.iter().filter(|h| h.via == crate::config::Via::Local) {
-        let mine = for_host(&checks, &h.name);
-        if mine.is_empty() {
-            continue;
-        }
-        let (name, tx) = (h.name.clone(), tx.clone());
-        tokio::spawn(async move {
-            run_host(name, mine, Runner::Local, limits, tx).await;
-        });
+    let mine = for_host(&checks, host);
+    if mine.is_empty() {
+        return None;
     }
+    let (name, tx) = (host.clone(), tx.clone());
+    Some(tokio::spawn(async move { run_host(name, mine, Runner::Local, limits, tx).await }).abort_handle())
+}
+
+/// How the checks of `host` are configured, comparable across two configs: a reload
+/// restarts a host whose checks changed.
+pub fn fingerprint(config: &crate::config::Config, host: &str) -> String {
+    let checks: Vec<&Check> = config
+        .checks
+        .iter()
+        .filter(|c| c.hosts.iter().any(|h| &**h == host))
+        .collect();
+    format!("{checks:?}")
 }
 
 /// Gives each trigger event on a check's metric the check's current message on that host
