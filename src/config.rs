@@ -708,7 +708,7 @@ fn validate(
 
     // Before the triggers: a rule may read `check.<name>` metrics.
     let mut checks = Vec::new();
-    let mut check_names = BTreeSet::new();
+    let mut check_names = BTreeMap::new();
     for f in &mut files {
         let loc = Locator {
             file: &f.name,

@@ -2,7 +2,7 @@
 //! host selectors, durations and built-in recipes (`use = "..."`), every problem located
 //! at file:line:col.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -54,13 +54,13 @@ pub fn valid_name(name: &str) -> bool {
 
 /// Validates the `[[check]]` tables of one file. `general_interval` is the default interval; a
 /// check's timeout defaults to min(interval, 10s); `names` holds the names taken so far (in
-/// files read before), which must stay unique.
+/// files read before) with where each was given (`file:line:col`), which must stay unique.
 pub fn validate(
     files: Vec<Spanned<CheckFile>>,
     general_interval: Duration,
     hosts_cfg: &[HostConfig],
     selector: &HostSelector,
-    names: &mut BTreeSet<String>,
+    names: &mut BTreeMap<String, String>,
     loc: &Locator,
     errors: &mut Vec<ConfigError>,
 ) -> Vec<Check> {
@@ -119,9 +119,18 @@ pub fn validate(
         } else {
             format!("check `{name}`")
         };
-        if !name.is_empty() && valid_name(&name) && !names.insert(name.clone()) {
+        if !name.is_empty() && valid_name(&name) {
             let at = f.name.as_ref().map_or(span.clone(), Spanned::span);
-            err!(at, format!("two checks are named `{name}`"));
+            let (line, col) = loc.line_col(at.start);
+            match names.get(&name) {
+                Some(first) => err!(
+                    at,
+                    format!("two checks are named `{name}` (the other at {first})")
+                ),
+                None => {
+                    names.insert(name.clone(), format!("{}:{line}:{col}", loc.file));
+                }
+            }
         }
 
         // Recipe parameters, and where a recipe is not given, no stray ones.
@@ -385,7 +394,7 @@ mod tests {
         );
         assert_eq!(
             errs("[[check]]\nname = \"q\"\ncommand = \"x\"\n[[check]]\nname = \"q\"\ncommand = \"y\"\n"),
-            ["t.toml:13:8: two checks are named `q`"]
+            ["t.toml:13:8: two checks are named `q` (the other at t.toml:10:8)"]
         );
         assert_eq!(
             errs("[[check]]\ncommand = \"x\"\n"),
