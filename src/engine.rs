@@ -320,42 +320,8 @@ impl Engine {
     /// The maximal-risk line of every metric over fresh data; ties go to the host listed first
     /// (then the instance reported first), so the line does not flicker between equals.
     pub fn max_risk(&self, now: SystemTime) -> Vec<MaxRiskLine> {
-        let interval = self.config.general.interval;
-        // (value, host, index of the reading in the host's metrics)
-        let mut worst: Vec<Option<(f64, usize, u32)>> = Vec::new();
-        // Read once: a registered metric's row sits behind the registry's lock.
-        let risks: Vec<Risk> = Metric::all().iter().map(|m| m.risk).collect();
-        for (hi, h) in self.hosts.iter().enumerate() {
-            let fresh = !h.view.is_stale(now, interval);
-            for (m, &(idx, value)) in h.worst.iter().enumerate() {
-                // Only host.up speaks for a host whose data is stale.
-                if idx == u32::MAX || (!fresh && m != Metric::HostUp.index()) {
-                    continue;
-                }
-                if m >= worst.len() {
-                    worst.resize(m + 1, None);
-                }
-                let slot = &mut worst[m];
-                match slot {
-                    Some((v, _, _)) if !risks.get(m).is_some_and(|r| r.is_worse(value, *v)) => {}
-                    _ => *slot = Some((value, hi, idx)),
-                }
-            }
-        }
-        worst
-            .into_iter()
-            .flatten()
-            .filter_map(|(value, hi, idx)| {
-                let view = &self.hosts[hi].view;
-                let r = view.reading(idx as usize)?;
-                Some(MaxRiskLine {
-                    metric: r.metric,
-                    host: view.name.clone(),
-                    instance: r.instance.clone(),
-                    value,
-                })
-            })
-            .collect()
+        let hosts = self.hosts.iter().map(|h| (&h.view, h.worst.as_slice()));
+        max_risk_lines(hosts, now, self.config.general.interval)
     }
 
     /// Evaluates triggers against the current data; call it on every clock tick as well as
@@ -494,11 +460,25 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
 /// The maximal-risk lines of host views that no engine holds (a recorded moment), by the
 /// rules of [`Engine::max_risk`]: fresh data only (host.up excepted), ties to the first host.
 pub fn max_risk_of(views: &[Arc<HostView>], now: SystemTime, interval: Duration) -> Vec<MaxRiskLine> {
-    let mut worst: Vec<Option<(f64, usize, u32)>> = Vec::new();
+    let digests: Vec<Vec<(u32, f64)>> = views.iter().map(|v| worst_of(v)).collect();
+    max_risk_lines(views.iter().zip(digests.iter().map(Vec::as_slice)), now, interval)
+}
+
+/// The maximal-risk lines of hosts given with their digests ([`worst_of`]), in host order:
+/// fresh data only (host.up excepted), ties to the host listed first.
+fn max_risk_lines<'a>(
+    hosts: impl Iterator<Item = (&'a Arc<HostView>, &'a [(u32, f64)])>,
+    now: SystemTime,
+    interval: Duration,
+) -> Vec<MaxRiskLine> {
+    // (value, host, index of the reading in the host's metrics)
+    let mut worst: Vec<Option<(f64, &'a Arc<HostView>, u32)>> = Vec::new();
+    // Read once: a registered metric's row sits behind the registry's lock.
     let risks: Vec<Risk> = Metric::all().iter().map(|m| m.risk).collect();
-    for (hi, view) in views.iter().enumerate() {
+    for (view, digest) in hosts {
         let fresh = !view.is_stale(now, interval);
-        for (m, &(idx, value)) in worst_of(view).iter().enumerate() {
+        for (m, &(idx, value)) in digest.iter().enumerate() {
+            // Only host.up speaks for a host whose data is stale.
             if idx == u32::MAX || (!fresh && m != Metric::HostUp.index()) {
                 continue;
             }
@@ -508,18 +488,18 @@ pub fn max_risk_of(views: &[Arc<HostView>], now: SystemTime, interval: Duration)
             let slot = &mut worst[m];
             match slot {
                 Some((v, _, _)) if !risks.get(m).is_some_and(|r| r.is_worse(value, *v)) => {}
-                _ => *slot = Some((value, hi, idx)),
+                _ => *slot = Some((value, view, idx)),
             }
         }
     }
     worst
         .into_iter()
         .flatten()
-        .filter_map(|(value, hi, idx)| {
-            let r = views[hi].reading(idx as usize)?;
+        .filter_map(|(value, view, idx)| {
+            let r = view.reading(idx as usize)?;
             Some(MaxRiskLine {
                 metric: r.metric,
-                host: views[hi].name.clone(),
+                host: view.name.clone(),
                 instance: r.instance.clone(),
                 value,
             })
