@@ -375,7 +375,7 @@ fn sleeper_pids(details: &[lookout::model::ProcessDetail], tag: &str) -> Vec<u32
 /// Many polls of the format-2 protocol against a real shell (dash, then busybox's): each
 /// request names what to read from what the earlier samples told, processes are found when
 /// they start and dropped when they exit, and disks are read every few polls but reported
-/// in every sample. `many`: watched by name (`sleep`, `sh`) with five more sleepers, so
+/// in every sample. `many`: watched by name (`sleep`, `sh`) with thirteen more sleepers, so
 /// more pids are watched than the shell reads with `read` (they go to `head`); else by
 /// command line, only this test's sleepers (few: `read`, when no new pid needs `head`).
 fn session_over(argv: &[&str], many: bool) {
@@ -388,8 +388,9 @@ fn session_over(argv: &[&str], many: bool) {
         std::process::id(),
     );
     let first = Sleeper::start(&tag);
-    // their command lines do not end with the tag (sessions 1 to 4: one digit)
-    let _more: Vec<Sleeper> = (0..if many { 5 } else { 0 })
+    // their command lines do not end with the tag (sessions 1 to 4: one digit); with
+    // `many`, more of them than the shell reads with `read` (12), whatever else runs here
+    let _more: Vec<Sleeper> = (0..if many { 13 } else { 0 })
         .map(|_| Sleeper::start(&format!("{tag}1")))
         .collect();
     let mut shell = Shell::start(argv, true);
