@@ -1,7 +1,9 @@
 //! A measuring viewer for scripts/bench-serve.sh: attaches to a `lookout serve` like the
 //! dashboard does (full state, then deltas applied to a replica) and prints, every second,
 //! the bytes and frames it received and how far behind the server each state arrived
-//! (receipt time minus the snapshot's `taken_at`; same machine, same clock).
+//! (receipt time minus the snapshot's `taken_at`; same machine, same clock). At the end, a
+//! `summary` line for the steady state (every second after the first) and a `parts` line:
+//! where the bytes of the steady state's deltas went (each part re-encoded on its own).
 //!
 //!   cargo run --release --example serve_probe -- SOCKET SECONDS
 
@@ -9,7 +11,71 @@ use std::time::{Duration, Instant, SystemTime};
 
 use lookout::serve::client::{self, Target};
 use lookout::serve::delta::Replica;
-use lookout::serve::protocol::{self, ServerMsg, Want};
+use lookout::serve::protocol::{self, Delta, ServerMsg, Want};
+
+/// Bytes of the steady state's deltas by what they carried.
+#[derive(Default)]
+struct Parts {
+    /// Hosts' names, status, error, last update and rounds (what is always sent).
+    header: usize,
+    system: usize,
+    ping: usize,
+    external: usize,
+    /// Whole process lists (the watched processes changed).
+    procs_all: usize,
+    /// Figures of the same processes.
+    procs_figures: usize,
+    checks: usize,
+    max_risk: usize,
+    triggers: usize,
+    /// Frames other than deltas (events, metrics, full states after a skip).
+    other: usize,
+    hosts: usize,
+    deltas: usize,
+}
+
+fn size<T: serde::Serialize>(v: &T) -> usize {
+    postcard::to_allocvec(v).map_or(0, |b| b.len())
+}
+
+impl Parts {
+    fn count(&mut self, d: &Delta<'_>, frame: usize) {
+        use lookout::serve::protocol::Procs;
+        let before = self.sum();
+        self.deltas += 1;
+        self.hosts += d.hosts.len();
+        for h in &d.hosts {
+            let (s, p, e, c) = (size(&h.system), size(&h.ping), size(&h.external), size(&h.checks));
+            let procs = size(&h.processes);
+            self.system += s;
+            self.ping += p;
+            self.external += e;
+            self.checks += c;
+            match h.processes {
+                Some(Procs::All(_)) => self.procs_all += procs,
+                _ => self.procs_figures += procs,
+            }
+            self.header += size(h) - s - p - e - c - procs;
+        }
+        self.max_risk += size(&d.max_risk);
+        self.triggers += size(&d.triggers);
+        // The frame's length, the header of the delta and the removed list.
+        self.other += frame.saturating_sub(self.sum() - before);
+    }
+
+    fn sum(&self) -> usize {
+        self.header
+            + self.system
+            + self.ping
+            + self.external
+            + self.procs_all
+            + self.procs_figures
+            + self.checks
+            + self.max_risk
+            + self.triggers
+            + self.other
+    }
+}
 
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
@@ -31,31 +97,49 @@ fn main() -> anyhow::Result<()> {
         let (mut bytes, mut frames, mut states) = (0usize, 0usize, 0usize);
         let mut lags: Vec<f64> = Vec::new();
         let (mut all_bytes, mut all_secs, mut all_lags) = (0usize, 0u64, Vec::new());
+        let mut parts = Parts::default();
         while Instant::now() < end {
-            let msg = tokio::time::timeout_at(second.into(), protocol::read_frame::<ServerMsg>(
-                &mut conn.read,
-                protocol::SERVER_FRAME_LIMIT,
-                &mut buf,
-            ))
+            let msg = tokio::time::timeout_at(
+                second.into(),
+                protocol::read_frame::<ServerMsg>(&mut conn.read, protocol::SERVER_FRAME_LIMIT, &mut buf),
+            )
             .await;
             match msg {
                 Ok(Ok(m)) => {
-                    bytes += buf.len() + 4;
+                    let frame = buf.len() + 4;
+                    bytes += frame;
                     frames += 1;
                     let snap = match m {
-                        ServerMsg::Full(s) => Some(replica.apply_full(s)),
-                        ServerMsg::Delta(d) => Some(replica.apply_delta(d)?),
+                        ServerMsg::Full(s) => {
+                            if all_secs > 0 {
+                                parts.other += frame;
+                            }
+                            Some(replica.apply_full(s))
+                        }
+                        ServerMsg::Delta(d) => {
+                            if all_secs > 0 {
+                                parts.count(&d, frame);
+                            }
+                            Some(replica.apply_delta(d)?)
+                        }
                         ServerMsg::Metrics(list) => {
                             for m in list {
                                 let _ = m.register();
                             }
                             None
                         }
-                        _ => None,
+                        _ => {
+                            if all_secs > 0 {
+                                parts.other += frame;
+                            }
+                            None
+                        }
                     };
                     if let Some(s) = snap {
                         states += 1;
-                        let lag = SystemTime::now().duration_since(s.taken_at).unwrap_or_default();
+                        let lag = SystemTime::now()
+                            .duration_since(s.taken_at)
+                            .unwrap_or_default();
                         lags.push(lag.as_secs_f64() * 1000.0);
                     }
                 }
@@ -64,8 +148,14 @@ fn main() -> anyhow::Result<()> {
             }
             if Instant::now() >= second {
                 let max = lags.iter().copied().fold(0.0, f64::max);
-                let mean = if lags.is_empty() { 0.0 } else { lags.iter().sum::<f64>() / lags.len() as f64 };
-                println!("t={all_secs} bytes={bytes} frames={frames} states={states} lag_mean_ms={mean:.1} lag_max_ms={max:.1}");
+                let mean = if lags.is_empty() {
+                    0.0
+                } else {
+                    lags.iter().sum::<f64>() / lags.len() as f64
+                };
+                println!(
+                    "t={all_secs} bytes={bytes} frames={frames} states={states} lag_mean_ms={mean:.1} lag_max_ms={max:.1}"
+                );
                 // The first second carries the full state; steady state is the rest.
                 if all_secs > 0 {
                     all_bytes += bytes;
@@ -78,15 +168,36 @@ fn main() -> anyhow::Result<()> {
             }
         }
         all_lags.sort_by(f64::total_cmp);
-        let p = |q: f64| all_lags.get(((all_lags.len() as f64 - 1.0) * q) as usize).copied().unwrap_or(0.0);
-        let secs = all_secs.saturating_sub(1).max(1);
+        let p = |q: f64| {
+            all_lags
+                .get(((all_lags.len() as f64 - 1.0) * q) as usize)
+                .copied()
+                .unwrap_or(0.0)
+        };
+        let secs = all_secs.saturating_sub(1).max(1) as usize;
         println!(
             "summary bytes_per_s={} lag_p50_ms={:.1} lag_p99_ms={:.1} lag_max_ms={:.1} hosts={}",
-            all_bytes as u64 / secs,
+            all_bytes / secs,
             p(0.5),
             p(0.99),
             p(1.0),
             replica.snapshot().map_or(0, |s| s.hosts.len())
+        );
+        let per_s = |n: usize| n / secs;
+        println!(
+            "parts per_s: header={} system={} ping={} external={} procs_all={} procs_figures={} checks={} max_risk={} triggers={} other={} hosts_per_s={} deltas_per_s={}",
+            per_s(parts.header),
+            per_s(parts.system),
+            per_s(parts.ping),
+            per_s(parts.external),
+            per_s(parts.procs_all),
+            per_s(parts.procs_figures),
+            per_s(parts.checks),
+            per_s(parts.max_risk),
+            per_s(parts.triggers),
+            per_s(parts.other),
+            per_s(parts.hosts),
+            per_s(parts.deltas),
         );
         Ok(())
     })

@@ -12,8 +12,11 @@ use std::sync::{Arc, RwLock};
 
 use rustc_hash::FxHashMap;
 
-use super::protocol::{Delta, Header, Part, ProcFigures, Procs, ServerMsg, State, WireHost};
-use crate::model::{HostName, HostStatus, Metric, ProcessDetail, Reading, Source};
+use super::protocol::{
+    CheckChange, Delta, Header, Part, ProcFigures, Procs, ServerMsg, State, WireCheck, WireChecks, WireHost,
+};
+use crate::collectors::checks::parse::{MAX_MESSAGE, MAX_VALUES};
+use crate::model::{CheckReport, HostName, HostStatus, Metric, ProcessDetail, Reading, Source};
 use crate::snapshot::{HostView, Snapshot};
 use crate::store::HostHistory;
 
@@ -39,6 +42,7 @@ fn wire_host<'a>(h: &'a HostView, old: Option<&HostView>) -> WireHost<'a> {
         ping: part(&h.ping, old.map(|o| &o.ping)),
         external: part(&h.external, old.map(|o| &o.external)),
         processes: procs(&h.processes, old.map(|o| &o.processes)),
+        checks: checks(&h.checks, old.map(|o| &o.checks)),
     }
 }
 
@@ -55,8 +59,14 @@ fn part<'a>(new: &'a Arc<Vec<Reading>>, old: Option<&Arc<Vec<Reading>>>) -> Opti
     if Arc::ptr_eq(old, new) {
         return None;
     }
+    changed_readings(new, old)
+}
+
+/// `new` against `old`: `None` when every value is the same, the changed values when the
+/// series are the same, else every reading.
+fn changed_readings<'a>(new: &'a [Reading], old: &[Reading]) -> Option<Part<'a>> {
     if old.len() != new.len() || !old.iter().zip(new.iter()).all(|(a, b)| same_series(a, b)) {
-        return Some(Part::Readings(Cow::Borrowed(new.as_slice())));
+        return Some(Part::Readings(Cow::Borrowed(new)));
     }
     let mut changed = vec![0u8; new.len().div_ceil(8)];
     let mut values = Vec::new();
@@ -67,6 +77,86 @@ fn part<'a>(new: &'a Arc<Vec<Reading>>, old: Option<&Arc<Vec<Reading>>>) -> Opti
         }
     }
     (!values.is_empty()).then_some(Part::Values { changed, values })
+}
+
+/// The readings a part gives over what the viewer had; `None` when it does not fit them.
+fn readings_of(part: Part<'_>, old: Option<&[Reading]>) -> Option<Vec<Reading>> {
+    match part {
+        Part::Readings(p) => Some(p.into_owned()),
+        Part::Values { changed, values } => {
+            let mut readings = old?.to_vec();
+            if changed.len() != readings.len().div_ceil(8) {
+                return None;
+            }
+            let mut new = values.into_iter();
+            for (i, r) in readings.iter_mut().enumerate() {
+                if changed[i / 8] & (1 << (i % 8)) != 0 {
+                    r.value = new.next()?;
+                }
+            }
+            new.next().is_none().then_some(readings)
+        }
+    }
+}
+
+fn wire_check(c: &CheckReport) -> WireCheck<'_> {
+    WireCheck {
+        name: Cow::Borrowed(&c.name),
+        status: c.status,
+        message: Cow::Borrowed(&c.message),
+        duration_ms: c.duration_ms,
+        readings: Cow::Borrowed(&c.readings),
+    }
+}
+
+/// A host's check reports against what the viewer has: nothing when unchanged; the reports
+/// that changed (and of them only what changed) when the host runs the same checks in the
+/// same order; else every report. The engine makes a new report for every run, so reports
+/// are compared by content: a run that changed nothing does not travel.
+fn checks<'a>(
+    new: &'a Arc<Vec<Arc<CheckReport>>>,
+    old: Option<&Arc<Vec<Arc<CheckReport>>>>,
+) -> Option<WireChecks<'a>> {
+    let all = || Some(WireChecks::All(new.iter().map(|c| wire_check(c)).collect()));
+    let Some(old) = old else {
+        return all();
+    };
+    if Arc::ptr_eq(old, new) {
+        return None;
+    }
+    if old.len() != new.len() || !old.iter().zip(new.iter()).all(|(a, b)| a.name == b.name) {
+        return all();
+    }
+    let changes: Vec<CheckChange<'a>> = old
+        .iter()
+        .zip(new.iter())
+        .enumerate()
+        .filter(|(_, (a, b))| !Arc::ptr_eq(a, b) && a != b)
+        .map(|(i, (a, b))| CheckChange {
+            index: i as u32,
+            status: b.status,
+            message: (a.message != b.message).then_some(Cow::Borrowed(&*b.message)),
+            duration_ms: b.duration_ms,
+            readings: changed_readings(&b.readings, &a.readings),
+        })
+        .collect();
+    (!changes.is_empty()).then_some(WireChecks::Changed(changes))
+}
+
+/// A message from the server as the collector would have kept it: no control characters,
+/// at most [`MAX_MESSAGE`] characters (the server's own are already so).
+fn clean_message(text: &str) -> Arc<str> {
+    let text = crate::model::sanitize(text);
+    match text.char_indices().nth(MAX_MESSAGE) {
+        Some((at, _)) => format!("{}…", &text[..at]).into(),
+        None => text.into(),
+    }
+}
+
+/// A check's readings as the viewer keeps them: at most the values one run may report,
+/// plus its status.
+fn bounded(readings: Vec<Reading>) -> Option<Vec<Reading>> {
+    (readings.len() <= MAX_VALUES + 1).then_some(readings)
 }
 
 fn figures(p: &ProcessDetail) -> ProcFigures {
@@ -247,6 +337,7 @@ impl Replica {
                         || !whole(&w.ping)
                         || !whole(&w.external)
                         || !matches!(w.processes, Some(Procs::All(_)))
+                        || !matches!(w.checks, Some(WireChecks::All(_)))
                     {
                         return Err(ApplyError::UnknownHost(w.name.to_string()));
                     }
@@ -294,28 +385,51 @@ impl Replica {
         let take = |part: Option<Part<'_>>, old: Option<&Arc<Vec<Reading>>>, source: Source| {
             let readings = match part {
                 None => return Ok(old.cloned().unwrap_or_default()),
-                Some(Part::Readings(p)) => p.into_owned(),
-                Some(Part::Values { changed, values }) => {
-                    let mut readings = Vec::clone(old.ok_or_else(mismatch)?);
-                    if changed.len() != readings.len().div_ceil(8) {
-                        return Err(mismatch());
-                    }
-                    let mut new = values.into_iter();
-                    for (i, r) in readings.iter_mut().enumerate() {
-                        if changed[i / 8] & (1 << (i % 8)) != 0 {
-                            r.value = new.next().ok_or_else(mismatch)?;
-                        }
-                    }
-                    if new.next().is_some() {
-                        return Err(mismatch());
-                    }
-                    readings
-                }
+                Some(p) => readings_of(p, old.map(|o| o.as_slice())).ok_or_else(mismatch)?,
             };
             if let Ok(mut hist) = history.write() {
                 hist.record(source, &readings);
             }
             Ok(Arc::new(readings))
+        };
+        let checks = match w.checks {
+            None => base.map(|b| b.checks.clone()).unwrap_or_default(),
+            Some(WireChecks::All(list)) => Arc::new(
+                list.into_iter()
+                    .map(|c| {
+                        Ok(Arc::new(CheckReport {
+                            name: c.name.as_ref().into(),
+                            status: c.status,
+                            message: clean_message(&c.message),
+                            duration_ms: c.duration_ms,
+                            readings: bounded(c.readings.into_owned()).ok_or_else(mismatch)?,
+                        }))
+                    })
+                    .collect::<Result<Vec<_>, ApplyError>>()?,
+            ),
+            Some(WireChecks::Changed(changes)) => {
+                let mut list = Vec::clone(base.map(|b| &b.checks).ok_or_else(mismatch)?);
+                for c in changes {
+                    let prev = list.get(c.index as usize).ok_or_else(mismatch)?;
+                    let readings = match c.readings {
+                        None => prev.readings.clone(),
+                        Some(p) => readings_of(p, Some(&prev.readings))
+                            .and_then(bounded)
+                            .ok_or_else(mismatch)?,
+                    };
+                    let report = CheckReport {
+                        name: prev.name.clone(),
+                        status: c.status,
+                        message: c
+                            .message
+                            .map_or_else(|| prev.message.clone(), |m| clean_message(&m)),
+                        duration_ms: c.duration_ms,
+                        readings,
+                    };
+                    list[c.index as usize] = Arc::new(report);
+                }
+                Arc::new(list)
+            }
         };
         let processes = match w.processes {
             None => base.map(|b| b.processes.clone()).unwrap_or_default(),
@@ -353,8 +467,7 @@ impl Replica {
             error: w.error.map(Cow::into_owned),
             last_update: w.last_update,
             rounds: w.rounds,
-            // Check reports do not travel over the wire yet (the viewer shows none).
-            checks: base.map(|b| b.checks.clone()).unwrap_or_default(),
+            checks,
             history,
         })
     }
@@ -490,5 +603,121 @@ mod tests {
             panic!("delta")
         };
         assert!(matches!(Replica::new(2).apply_delta(d), Err(ApplyError::NoBase)));
+    }
+
+    #[tokio::test]
+    async fn check_reports_travel_only_when_they_change() {
+        let status = Metric::register(crate::model::NewMetric {
+            name: "check.delta_test.status".into(),
+            unit: crate::model::Unit::Count,
+            instance: "",
+            risk: crate::model::Risk::Higher,
+            description: "test".into(),
+        })
+        .expect("registers");
+        let value = Metric::register(crate::model::NewMetric {
+            name: "check.delta_test".into(),
+            unit: crate::model::Unit::Custom("jobs"),
+            instance: "",
+            risk: crate::model::Risk::Higher,
+            description: "test".into(),
+        })
+        .expect("registers");
+        let report = |status_v: u8, message: &str, took: f64, v: f64| {
+            Arc::new(CheckReport {
+                name: "delta_test".into(),
+                status: status_v,
+                message: message.into(),
+                duration_ms: took,
+                readings: vec![
+                    Reading::host(status, f64::from(status_v)),
+                    Reading::new(value, "q", v),
+                ],
+            })
+        };
+        let with = |checks: Vec<Arc<CheckReport>>| {
+            Arc::new(HostView {
+                checks: Arc::new(checks),
+                ..HostView::new("a", Via::Ssh, HostStatus::Up, vec![])
+            })
+        };
+        let s1 = snap(1, vec![with(vec![report(0, "OK - 3 jobs", 1.5, 3.0)])]);
+        let mut replica = Replica::new(4);
+        let ServerMsg::Full(state) = round_trip(&full(&s1)).await else {
+            panic!("full")
+        };
+        assert_eq!(json(&replica.apply_full(state)), json(&s1));
+
+        // A new run that changed nothing: the host's view is new, but nothing of it travels.
+        let s2 = snap(2, vec![with(vec![report(0, "OK - 3 jobs", 1.5, 3.0)])]);
+        let ServerMsg::Delta(d) = delta(&s1, &s2, false) else {
+            panic!("delta")
+        };
+        assert!(d.hosts[0].checks.is_none());
+
+        // Only the value and the run time changed: the message does not travel again.
+        let s3 = snap(3, vec![with(vec![report(0, "OK - 3 jobs", 2.25, 4.0)])]);
+        let msg = delta(&s2, &s3, false);
+        let ServerMsg::Delta(d) = &msg else {
+            panic!("delta")
+        };
+        let Some(WireChecks::Changed(c)) = &d.hosts[0].checks else {
+            panic!("{:?}", d.hosts[0].checks)
+        };
+        assert_eq!(c.len(), 1);
+        assert!(c[0].message.is_none());
+        assert!(
+            matches!(&c[0].readings, Some(Part::Values { changed, values }) if changed == &[2] && values == &[4.0])
+        );
+        let ServerMsg::Delta(d) = round_trip(&msg).await else {
+            panic!("delta")
+        };
+        let got = replica.apply_delta(d).expect("applies");
+        assert_eq!(json(&got), json(&s3));
+
+        // Status and message change; a control character from the server never reaches
+        // the screen.
+        let s4 = snap(4, vec![with(vec![report(2, "CRIT \x1b[2J - 9 jobs", 2.0, 9.0)])]);
+        let ServerMsg::Delta(d) = round_trip(&delta(&s3, &s4, false)).await else {
+            panic!("delta")
+        };
+        let got = replica.apply_delta(d).expect("applies");
+        let c = got.host("a").and_then(|h| h.check("delta_test")).expect("check");
+        assert_eq!((c.status, &*c.message), (2, "CRIT  [2J - 9 jobs"));
+        assert_eq!(c.readings[0].value, 2.0);
+        assert_eq!(c.readings[1].value, 9.0);
+
+        // A second check: the list changed, so it comes whole.
+        let mut other = CheckReport::clone(&report(1, "WARN", 1.0, 1.0));
+        other.name = "zz_other".into();
+        let s5 = snap(5, vec![with(vec![report(2, "CRIT", 2.0, 9.0), Arc::new(other)])]);
+        let msg = delta(&s4, &s5, false);
+        let ServerMsg::Delta(d) = &msg else {
+            panic!("delta")
+        };
+        assert!(matches!(&d.hosts[0].checks, Some(WireChecks::All(l)) if l.len() == 2));
+        let ServerMsg::Delta(d) = round_trip(&msg).await else {
+            panic!("delta")
+        };
+        assert_eq!(json(&replica.apply_delta(d).expect("applies")), json(&s5));
+
+        // A change for a check the viewer does not have is refused, not applied.
+        let bad = Delta {
+            header: header(&s5),
+            hosts: vec![WireHost {
+                checks: Some(WireChecks::Changed(vec![CheckChange {
+                    index: 7,
+                    status: 0,
+                    message: None,
+                    duration_ms: 1.0,
+                    readings: None,
+                }])),
+                ..wire_host(&s5.hosts[0], Some(&s5.hosts[0]))
+            }],
+            removed: vec![],
+            max_risk: None,
+            triggers: None,
+        };
+        assert!(matches!(replica.apply_delta(bad), Err(ApplyError::Mismatch(_))));
     }
 }

@@ -21,7 +21,8 @@ use crate::snapshot::MaxRiskLine;
 use crate::triggers::TriggerView;
 
 /// Bumped on every change of the frames below; both sides refuse another number.
-pub const VERSION: u32 = 1;
+/// 2: hosts carry their check reports.
+pub const VERSION: u32 = 2;
 /// Longest handshake line.
 pub const HELLO_LIMIT: usize = 4096;
 /// Longest frame a viewer may send (commands are small).
@@ -409,6 +410,7 @@ pub struct WireHost<'a> {
     pub ping: Option<Part<'a>>,
     pub external: Option<Part<'a>>,
     pub processes: Option<Procs<'a>>,
+    pub checks: Option<WireChecks<'a>>,
 }
 
 /// One source's readings in a host's wire form.
@@ -420,6 +422,41 @@ pub enum Part<'a> {
     /// metrics every round): a bitmap of the positions whose value changed (bit `i % 8` of
     /// byte `i / 8`) and their new values in order. Names and instances do not travel again.
     Values { changed: Vec<u8>, values: Vec<f64> },
+}
+
+/// A host's check reports in its wire form (each check's last run, in config order).
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WireChecks<'a> {
+    /// Every report: in a full state, for a new host, and when the host's list of checks
+    /// changed (a check reported for the first time, a reload).
+    All(Vec<WireCheck<'a>>),
+    /// The same checks in the same order as the viewer has: only the reports that changed
+    /// since, by position, and of those only the message and values that changed.
+    Changed(Vec<CheckChange<'a>>),
+}
+
+/// One check's report, whole.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct WireCheck<'a> {
+    pub name: Cow<'a, str>,
+    pub status: u8,
+    pub message: Cow<'a, str>,
+    pub duration_ms: f64,
+    /// `check.<name>.status` first, then the values as `check.<name>`.
+    pub readings: Cow<'a, [Reading]>,
+}
+
+/// A new report of a check the viewer has.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct CheckChange<'a> {
+    /// The check's position in the host's list.
+    pub index: u32,
+    pub status: u8,
+    /// The message, when it is not the previous report's.
+    pub message: Option<Cow<'a, str>>,
+    pub duration_ms: f64,
+    /// The readings against the previous report's, as a source's part; `None` when equal.
+    pub readings: Option<Part<'a>>,
 }
 
 /// A host's watched processes in its wire form.

@@ -12,7 +12,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 
 use super::client::Stream;
 use crate::collectors::ssh::connect::{self, Auth, JumpPool, Session};
-use crate::collectors::ssh::target::Resolver;
+use crate::collectors::ssh::target::{Resolver, Target};
 use crate::config::{Config, HostConfig, Via};
 
 /// How to reach a server on another host.
@@ -43,10 +43,13 @@ impl SshTarget {
         cmd
     }
 
-    pub(super) async fn open(&self) -> Result<Stream, String> {
+    /// Where HOST leads, resolved exactly as a collected host is (src/collectors/ssh/):
+    /// the ssh config (HostName, Port, User, IdentityFile, UserKnownHostsFile,
+    /// StrictHostKeyChecking, ProxyJump, ...) under the `[ssh]` keys the user set, so the
+    /// host key is checked against the same known_hosts files as for collection.
+    pub fn target(&self) -> Result<Target, String> {
         let ssh = &self.config.ssh;
-        let resolver =
-            Resolver::load(&ssh.config_file).map_err(|e| format!("cannot read the ssh config: {e}"))?;
+        let resolver = Resolver::for_settings(ssh).map_err(|e| format!("cannot read the ssh config: {e}"))?;
         let host = HostConfig {
             name: self.host.as_str().into(),
             group: None,
@@ -57,14 +60,21 @@ impl SshTarget {
             mounts: Vec::new(),
             interfaces: Vec::new(),
         };
-        let target = resolver.target(&host, ssh);
+        Ok(resolver.target(&host, ssh))
+    }
+
+    pub(super) async fn open(&self) -> Result<Stream, String> {
+        let ssh = &self.config.ssh;
+        let target = self.target()?;
         let auth = Auth {
             known_hosts: ssh.known_hosts.clone(),
             policy: ssh.host_key_policy,
             identity_files: ssh.identity_files.clone(),
             connect_timeout: ssh.connect_timeout,
         };
-        let session = connect::connect(&target, &auth, &JumpPool::default())
+        // The jump sessions live as long as the stream that goes through them.
+        let jumps = Arc::new(JumpPool::default());
+        let session = connect::connect(&target, &auth, &jumps)
             .await
             .map_err(|e| format!("{}: {}", self.host, e.message))?;
         let channel = session
@@ -78,14 +88,16 @@ impl SshTarget {
         Ok(Box::pin(SshStream {
             stream: channel.into_stream(),
             _session: session,
+            _jumps: jumps,
         }))
     }
 }
 
-/// The channel's stream, holding its session open.
+/// The channel's stream, holding its session (and the jump sessions before it) open.
 struct SshStream {
     stream: russh::ChannelStream<russh::client::Msg>,
     _session: Session,
+    _jumps: Arc<JumpPool>,
 }
 
 impl AsyncRead for SshStream {
@@ -144,5 +156,64 @@ mod tests {
             t.command(),
             "'/opt/look out' attach --stdio --socket '/tmp/it'\\''s.sock'"
         );
+    }
+
+    fn target_of(config: &str, ssh_config: &str) -> (tempfile::TempDir, Target) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("ssh_config");
+        std::fs::write(&file, ssh_config).expect("ssh_config");
+        let text = format!("[ssh]\nconfig_file = \"{}\"\n{config}", file.display());
+        let t = SshTarget {
+            host: "jumpbox".into(),
+            socket: None,
+            program: "lookout".into(),
+            config: Arc::new(crate::config::parse(&text, "t.toml", None).expect("config")),
+        };
+        let target = t.target().expect("resolves");
+        (dir, target)
+    }
+
+    #[test]
+    fn host_keys_are_looked_up_where_collection_looks_them_up() {
+        let ssh_config = "Host jumpbox\n  HostName 127.0.0.1\n  Port 2222\n  User root\n  UserKnownHostsFile /srv/kh/user_known_hosts\n";
+        // `[ssh] known_hosts` set: it wins over the ssh config, as for collected hosts.
+        let (_d, t) = target_of("known_hosts = \"/srv/kh/lookout_known_hosts\"\n", ssh_config);
+        assert_eq!(
+            (
+                t.endpoint.host.as_str(),
+                t.endpoint.port,
+                t.endpoint.user.as_str()
+            ),
+            ("127.0.0.1", 2222, "root")
+        );
+        assert_eq!(
+            t.endpoint.known_hosts,
+            [PathBuf::from("/srv/kh/lookout_known_hosts")]
+        );
+        assert!(t.endpoint.global_known_hosts.is_empty());
+        // Not set: the ssh config's UserKnownHostsFile.
+        let (_d, t) = target_of("", ssh_config);
+        assert_eq!(
+            t.endpoint.known_hosts,
+            [PathBuf::from("/srv/kh/user_known_hosts")]
+        );
+        assert_eq!(
+            t.endpoint.global_known_hosts,
+            [PathBuf::from("/etc/ssh/ssh_known_hosts")]
+        );
+        // Neither: lookout's default, ~/.ssh/known_hosts.
+        let (_d, t) = target_of("", "Host jumpbox\n  HostName 127.0.0.1\n");
+        assert_eq!(t.endpoint.known_hosts.len(), 1);
+        assert!(
+            t.endpoint.known_hosts[0].ends_with(".ssh/known_hosts"),
+            "{:?}",
+            t.endpoint.known_hosts
+        );
+        // `[ssh] host_key_policy` and the ssh config's StrictHostKeyChecking apply too.
+        let (_d, t) = target_of(
+            "",
+            "Host jumpbox\n  HostName 127.0.0.1\n  StrictHostKeyChecking accept-new\n",
+        );
+        assert_eq!(t.endpoint.policy, crate::config::HostKeyPolicy::AcceptNew);
     }
 }
