@@ -13,7 +13,8 @@ use std::sync::{Arc, RwLock};
 use rustc_hash::FxHashMap;
 
 use super::protocol::{
-    CheckChange, Delta, Header, Part, ProcFigures, Procs, ServerMsg, State, WireCheck, WireChecks, WireHost,
+    CheckChange, Delta, Header, Part, ProcFigures, ProcSteps, Procs, ServerMsg, State, WireCheck, WireChecks,
+    WireHost, step_count, steps_per_unit,
 };
 use crate::collectors::checks::parse::{MAX_MESSAGE, MAX_VALUES};
 use crate::model::{CheckReport, HostName, HostStatus, Metric, ProcessDetail, Reading, Source};
@@ -59,13 +60,50 @@ fn part<'a>(new: &'a Arc<Vec<Reading>>, old: Option<&Arc<Vec<Reading>>>) -> Opti
     if Arc::ptr_eq(old, new) {
         return None;
     }
+    if same_series_all(new, old)
+        && let Some(p) = steps(new, old)
+    {
+        return p;
+    }
     changed_readings(new, old)
+}
+
+fn same_series_all(new: &[Reading], old: &[Reading]) -> bool {
+    old.len() == new.len() && old.iter().zip(new.iter()).all(|(a, b)| same_series(a, b))
+}
+
+/// The same series' changes as whole steps of their units ([`Part::Steps`]); `None` when a
+/// changed value has no step (a check's own unit) or too many of them, and exact values
+/// must travel instead.
+///
+/// The viewer's value of each series is always in the same step as the server's: exact
+/// after a full state or exact values, `steps / per_unit` after steps, and unchanged when
+/// the server's value stayed within its step. So adding the server's step difference to the
+/// viewer's own count keeps it so.
+fn steps(new: &[Reading], old: &[Reading]) -> Option<Option<Part<'static>>> {
+    let mut changed = vec![0u8; new.len().div_ceil(8)];
+    let mut moved = Vec::new();
+    for (i, (a, b)) in old.iter().zip(new.iter()).enumerate() {
+        if a.value.to_bits() == b.value.to_bits() {
+            continue;
+        }
+        let per_unit = steps_per_unit(b.metric.info().unit)?;
+        let by = step_count(b.value, per_unit)? - step_count(a.value, per_unit)?;
+        if by != 0 {
+            changed[i / 8] |= 1 << (i % 8);
+            moved.push(by);
+        }
+    }
+    Some((!moved.is_empty()).then_some(Part::Steps {
+        changed,
+        steps: moved,
+    }))
 }
 
 /// `new` against `old`: `None` when every value is the same, the changed values when the
 /// series are the same, else every reading.
 fn changed_readings<'a>(new: &'a [Reading], old: &[Reading]) -> Option<Part<'a>> {
-    if old.len() != new.len() || !old.iter().zip(new.iter()).all(|(a, b)| same_series(a, b)) {
+    if !same_series_all(new, old) {
         return Some(Part::Readings(Cow::Borrowed(new)));
     }
     let mut changed = vec![0u8; new.len().div_ceil(8)];
@@ -95,6 +133,21 @@ fn readings_of(part: Part<'_>, old: Option<&[Reading]>) -> Option<Vec<Reading>> 
                 }
             }
             new.next().is_none().then_some(readings)
+        }
+        Part::Steps { changed, steps } => {
+            let mut readings = old?.to_vec();
+            if changed.len() != readings.len().div_ceil(8) {
+                return None;
+            }
+            let mut moved = steps.into_iter();
+            for (i, r) in readings.iter_mut().enumerate() {
+                if changed[i / 8] & (1 << (i % 8)) != 0 {
+                    let per_unit = steps_per_unit(r.metric.info().unit)?;
+                    let q = step_count(r.value, per_unit)?.checked_add(moved.next()?)?;
+                    r.value = q as f64 / per_unit;
+                }
+            }
+            moved.next().is_none().then_some(readings)
         }
     }
 }
@@ -191,7 +244,52 @@ fn procs<'a>(new: &'a Arc<Vec<ProcessDetail>>, old: Option<&Arc<Vec<ProcessDetai
     if old.iter().zip(new.iter()).all(|(a, b)| figures(a) == figures(b)) {
         return None;
     }
-    Some(Procs::Figures(new.iter().map(figures).collect()))
+    let mut changed = vec![0u8; new.len().div_ceil(8)];
+    let mut moved = Vec::new();
+    for (i, (a, b)) in old.iter().zip(new.iter()).enumerate() {
+        let Some(s) = proc_steps(a, b) else {
+            return Some(Procs::Figures(new.iter().map(figures).collect()));
+        };
+        if s != ProcSteps::default() {
+            changed[i / 8] |= 1 << (i % 8);
+            moved.push(s);
+        }
+    }
+    (!moved.is_empty()).then_some(Procs::Steps {
+        changed,
+        steps: moved,
+    })
+}
+
+/// How a process's figures moved from `a` to `b` (`None` for a share beyond any step count).
+fn proc_steps(a: &ProcessDetail, b: &ProcessDetail) -> Option<ProcSteps> {
+    let pct = |x: f64, y: f64| Some(step_count(y, 100.0)? - step_count(x, 100.0)?);
+    let bytes = |x: u64, y: u64| y.wrapping_sub(x) as i64;
+    Some(ProcSteps {
+        cpu_pct: pct(a.cpu_pct, b.cpu_pct)?,
+        mem_pct: pct(a.mem_pct, b.mem_pct)?,
+        rss_bytes: bytes(a.rss_bytes, b.rss_bytes),
+        vms_bytes: bytes(a.vms_bytes, b.vms_bytes),
+        shared_bytes: bytes(a.shared_bytes, b.shared_bytes),
+    })
+}
+
+/// A process's figures moved by `s` (the viewer's side of [`proc_steps`]).
+fn moved_by(p: &ProcessDetail, s: ProcSteps) -> Option<ProcessDetail> {
+    // A share that did not move keeps the value the viewer has.
+    let pct = |x: f64, by: i64| match by {
+        0 => Some(x),
+        _ => Some(step_count(x, 100.0)?.checked_add(by)? as f64 / 100.0),
+    };
+    let bytes = |x: u64, by: i64| x.wrapping_add(by as u64);
+    Some(ProcessDetail {
+        cpu_pct: pct(p.cpu_pct, s.cpu_pct)?,
+        mem_pct: pct(p.mem_pct, s.mem_pct)?,
+        rss_bytes: bytes(p.rss_bytes, s.rss_bytes),
+        vms_bytes: bytes(p.vms_bytes, s.vms_bytes),
+        shared_bytes: bytes(p.shared_bytes, s.shared_bytes),
+        ..p.clone()
+    })
 }
 
 /// The whole state of a snapshot.
@@ -453,6 +551,26 @@ impl Replica {
                         .collect(),
                 )
             }
+            Some(Procs::Steps { changed, steps }) => {
+                let old = base.map(|b| &b.processes).ok_or_else(mismatch)?;
+                if changed.len() != old.len().div_ceil(8) {
+                    return Err(mismatch());
+                }
+                let mut moved = steps.into_iter();
+                let mut list = Vec::with_capacity(old.len());
+                for (i, p) in old.iter().enumerate() {
+                    if changed[i / 8] & (1 << (i % 8)) != 0 {
+                        let s = moved.next().ok_or_else(mismatch)?;
+                        list.push(moved_by(p, s).ok_or_else(mismatch)?);
+                    } else {
+                        list.push(p.clone());
+                    }
+                }
+                if moved.next().is_some() {
+                    return Err(mismatch());
+                }
+                Arc::new(list)
+            }
         };
         Ok(HostView {
             system: take(w.system, base.map(|b| &b.system), Source::System)?,
@@ -569,7 +687,7 @@ mod tests {
             panic!("delta")
         };
         assert!(
-            matches!(&d.hosts[0].system, Some(Part::Values { changed, values }) if changed == &[1] && values == &[7.5]),
+            matches!(&d.hosts[0].system, Some(Part::Steps { changed, steps }) if changed == &[1] && steps == &[250]),
             "{:?}",
             d.hosts[0].system
         );
@@ -719,5 +837,122 @@ mod tests {
             triggers: None,
         };
         assert!(matches!(replica.apply_delta(bad), Err(ApplyError::Mismatch(_))));
+    }
+
+    #[tokio::test]
+    async fn values_and_figures_travel_as_steps_within_half_a_step() {
+        let process = |cpu: f64, rss: u64| ProcessDetail {
+            watch: "w".into(),
+            pid: 7,
+            name: "p".into(),
+            cpu_pct: cpu,
+            mem_pct: 1.5,
+            rss_bytes: rss,
+            vms_bytes: 4096,
+            shared_bytes: 1024,
+            cpu_affinity: vec![],
+            cmdline: "p --serve".into(),
+        };
+        let host = |cpu: f64, load: f64, rx: f64, procs: Vec<ProcessDetail>| {
+            Arc::new(HostView {
+                processes: Arc::new(procs),
+                ..HostView::new(
+                    "a",
+                    Via::Ssh,
+                    HostStatus::Up,
+                    vec![
+                        Reading::host(Metric::CpuUsage, cpu),
+                        Reading::host(Metric::Load1, load),
+                        Reading::new(Metric::NetRxBytes, "eth0", rx),
+                    ],
+                )
+            })
+        };
+        let value = |s: &Snapshot, m: Metric| s.hosts[0].values(m).next().map(|r| r.value);
+        let mut replica = Replica::new(4);
+        let s1 = snap(1, vec![host(12.3456, 0.5, 1000.0, vec![process(1.234, 100)])]);
+        let ServerMsg::Full(state) = round_trip(&full(&s1)).await else {
+            panic!("full")
+        };
+        replica.apply_full(state);
+
+        // The CPU share moves by less than half a hundredth: it does not travel; the load
+        // and the counter do, as steps; so does the process's new RSS, alone.
+        let s2 = snap(
+            2,
+            vec![host(12.3458, 0.75, 1_000_000_123.0, vec![process(1.234, 200)])],
+        );
+        let msg = delta(&s1, &s2, false);
+        let ServerMsg::Delta(d) = &msg else {
+            panic!("delta")
+        };
+        assert!(
+            matches!(&d.hosts[0].system, Some(Part::Steps { changed, steps }) if changed == &[0b110] && steps == &[250, 999_999_123]),
+            "{:?}",
+            d.hosts[0].system
+        );
+        let Some(Procs::Steps { changed, steps }) = &d.hosts[0].processes else {
+            panic!("{:?}", d.hosts[0].processes)
+        };
+        assert_eq!(changed, &[1]);
+        assert_eq!(
+            steps,
+            &[ProcSteps {
+                rss_bytes: 100,
+                ..ProcSteps::default()
+            }]
+        );
+        let ServerMsg::Delta(d) = round_trip(&msg).await else {
+            panic!("delta")
+        };
+        let got = replica.apply_delta(d).expect("applies");
+        assert_eq!(
+            value(&got, Metric::CpuUsage),
+            Some(12.3456),
+            "the exact value it had"
+        );
+        assert_eq!(value(&got, Metric::Load1), Some(0.75));
+        assert_eq!(
+            value(&got, Metric::NetRxBytes),
+            Some(1_000_000_123.0),
+            "bytes are exact"
+        );
+        assert_eq!(got.hosts[0].processes[0].rss_bytes, 200);
+        assert_eq!(got.hosts[0].processes[0].cpu_pct, 1.234);
+
+        // Further moves keep the viewer within half a step of the server, every time.
+        let mut prev = s2;
+        for (k, cpu) in [50.0, 33.333_333, 0.004, 99.995, 7.0].into_iter().enumerate() {
+            let s = snap(
+                3 + k as u64,
+                vec![host(cpu, 0.75, 1_000_000_123.0, vec![process(cpu / 3.0, 200)])],
+            );
+            let ServerMsg::Delta(d) = round_trip(&delta(&prev, &s, false)).await else {
+                panic!("delta")
+            };
+            let got = replica.apply_delta(d).expect("applies");
+            let seen = value(&got, Metric::CpuUsage).expect("cpu");
+            assert!((seen - cpu).abs() <= 0.005 + 1e-9, "{seen} for {cpu}");
+            let p = got.hosts[0].processes[0].cpu_pct;
+            assert!((p - cpu / 3.0).abs() <= 0.005 + 1e-9, "{p} for {}", cpu / 3.0);
+            prev = s;
+        }
+
+        // A value too large to count in steps travels exactly.
+        let huge = snap(9, vec![host(7.0, 0.75, 1e300, vec![process(7.0 / 3.0, 200)])]);
+        let msg = delta(&prev, &huge, false);
+        let ServerMsg::Delta(d) = &msg else {
+            panic!("delta")
+        };
+        assert!(
+            matches!(&d.hosts[0].system, Some(Part::Values { .. })),
+            "{:?}",
+            d.hosts[0].system
+        );
+        let ServerMsg::Delta(d) = round_trip(&msg).await else {
+            panic!("delta")
+        };
+        let got = replica.apply_delta(d).expect("applies");
+        assert_eq!(value(&got, Metric::NetRxBytes), Some(1e300));
     }
 }

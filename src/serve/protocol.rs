@@ -21,7 +21,8 @@ use crate::snapshot::MaxRiskLine;
 use crate::triggers::TriggerView;
 
 /// Bumped on every change of the frames below; both sides refuse another number.
-/// 2: hosts carry their check reports.
+/// 2: hosts carry their check reports; values and process figures of deltas travel as
+/// steps; large frames are zstd-compressed.
 pub const VERSION: u32 = 2;
 /// Longest handshake line.
 pub const HELLO_LIMIT: usize = 4096;
@@ -90,6 +91,8 @@ pub enum WireError {
     Decode(#[from] postcard::Error),
     #[error("bad handshake: {0}")]
     Handshake(String),
+    #[error("bad compressed frame: {0}")]
+    Compressed(String),
 }
 
 /// Writes the handshake line.
@@ -127,15 +130,47 @@ pub async fn read_hello(r: &mut (impl AsyncBufRead + Unpin)) -> Result<Hello, Wi
     })
 }
 
+/// Bit 31 of a frame's length: the payload is a zstd frame of the postcard bytes.
+const COMPRESSED: u32 = 1 << 31;
+/// Server frames longer than this are compressed (when that makes them shorter).
+const COMPRESS_OVER: usize = 512;
+/// zstd level of server frames: each is compressed once, for every viewer.
+const ZSTD_LEVEL: i32 = 3;
+
+/// A server frame: as [`encode`], zstd-compressed when it is long (a delta of a large
+/// fleet: host names, bitmaps and small step counts compress to about half). Compressed once
+/// and broadcast, so the cost does not grow with the viewers.
+pub fn encode_server<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
+    let plain = encode(msg)?;
+    if plain.len() - 4 <= COMPRESS_OVER {
+        return Ok(plain);
+    }
+    let mut out = vec![0u8; 4];
+    match zstd::stream::copy_encode(&plain[4..], &mut out, ZSTD_LEVEL) {
+        Ok(()) if out.len() < plain.len() => {}
+        _ => return Ok(plain),
+    }
+    let len = u32::try_from(out.len() - 4)
+        .ok()
+        .filter(|l| l & COMPRESSED == 0)
+        .ok_or(WireError::TooLarge(out.len(), (COMPRESSED - 1) as usize))?;
+    out[..4].copy_from_slice(&(len | COMPRESSED).to_be_bytes());
+    Ok(out)
+}
+
 /// One frame: length then postcard bytes, ready to write (shared by every viewer).
 pub fn encode<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
     let mut buf = postcard::to_extend(msg, vec![0u8; 4])?;
-    let len = u32::try_from(buf.len() - 4).map_err(|_| WireError::TooLarge(buf.len(), u32::MAX as usize))?;
+    let len = u32::try_from(buf.len() - 4)
+        .ok()
+        .filter(|l| l & COMPRESSED == 0)
+        .ok_or(WireError::TooLarge(buf.len(), (COMPRESSED - 1) as usize))?;
     buf[..4].copy_from_slice(&len.to_be_bytes());
     Ok(buf)
 }
 
-/// Reads one frame of at most `limit` bytes and decodes it.
+/// Reads one frame of at most `limit` bytes (compressed or not, and decompressed) and
+/// decodes it. `buf` holds the frame's bytes as they came.
 pub async fn read_frame<T: for<'de> Deserialize<'de>>(
     r: &mut (impl AsyncRead + Unpin),
     limit: usize,
@@ -147,7 +182,9 @@ pub async fn read_frame<T: for<'de> Deserialize<'de>>(
         Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(WireError::Closed),
         Err(e) => return Err(e.into()),
     }
-    let len = u32::from_be_bytes(len) as usize;
+    let len = u32::from_be_bytes(len);
+    let compressed = len & COMPRESSED != 0;
+    let len = (len & !COMPRESSED) as usize;
     if len > limit {
         return Err(WireError::TooLarge(len, limit));
     }
@@ -163,6 +200,12 @@ pub async fn read_frame<T: for<'de> Deserialize<'de>>(
             e.into()
         }
     })?;
+    if compressed {
+        // Never more than the limit, however well the payload claims to compress.
+        let plain = zstd::bulk::decompress(buf, limit)
+            .map_err(|e| WireError::Compressed(format!("{e} (at most {limit} bytes)")))?;
+        return Ok(postcard::from_bytes(&plain)?);
+    }
     Ok(postcard::from_bytes(buf)?)
 }
 
@@ -422,6 +465,36 @@ pub enum Part<'a> {
     /// metrics every round): a bitmap of the positions whose value changed (bit `i % 8` of
     /// byte `i / 8`) and their new values in order. Names and instances do not travel again.
     Values { changed: Vec<u8>, values: Vec<f64> },
+    /// As `Values`, at the resolution of each metric's unit ([`steps_per_unit`]): the
+    /// positions whose value moved by a step or more, and by how many steps each (the viewer
+    /// adds them to the steps of the value it has). Smaller than `Values` (one to three
+    /// bytes a value instead of eight), and a value that moves less than a step (a CPU
+    /// share by a thousandth of a percent) does not travel at all.
+    Steps { changed: Vec<u8>, steps: Vec<i64> },
+}
+
+/// How many steps a unit of a metric is counted in on the wire: 0.01 for percentages, 0.001
+/// for loads, a microsecond, a millisecond, whole bytes, bytes per second and counts. The
+/// dashboard shows a tenth of these at most. `None` (a check's own unit): values travel
+/// exactly.
+pub fn steps_per_unit(unit: crate::model::Unit) -> Option<f64> {
+    use crate::model::Unit;
+    match unit {
+        Unit::Percent => Some(100.0),
+        Unit::Load | Unit::Millis | Unit::Seconds => Some(1000.0),
+        Unit::Bool | Unit::Bytes | Unit::BytesPerSec | Unit::Count => Some(1.0),
+        Unit::Custom(_) => None,
+    }
+}
+
+/// Largest step count a value may have to travel as steps (well inside the integers a
+/// double holds exactly, so `round(q / s * s) == q` on both sides).
+const STEPS_LIMIT: f64 = (1u64 << 50) as f64;
+
+/// `v` in whole steps of `per_unit`, when it is within [`STEPS_LIMIT`].
+pub fn step_count(v: f64, per_unit: f64) -> Option<i64> {
+    let q = (v * per_unit).round();
+    (q.abs() < STEPS_LIMIT).then_some(q as i64)
 }
 
 /// A host's check reports in its wire form (each check's last run, in config order).
@@ -466,6 +539,22 @@ pub enum Procs<'a> {
     /// The same processes (watch, pid, name, affinity, command line) in the same order as
     /// the viewer has: only their figures.
     Figures(Vec<ProcFigures>),
+    /// As `Figures`, for the processes whose figures changed (bitmap as in [`Part::Values`]),
+    /// as steps: percentages in hundredths, sizes in bytes, each against the viewer's.
+    Steps {
+        changed: Vec<u8>,
+        steps: Vec<ProcSteps>,
+    },
+}
+
+/// How a process's figures moved, in steps (see [`Procs::Steps`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ProcSteps {
+    pub cpu_pct: i64,
+    pub mem_pct: i64,
+    pub rss_bytes: i64,
+    pub vms_bytes: i64,
+    pub shared_bytes: i64,
 }
 
 /// What changes from one sample of a process to the next.
@@ -564,5 +653,34 @@ mod tests {
         let r: Reading = serde_json::from_slice(reading).expect("known after");
         assert_eq!(r.metric, metric);
         assert!(metrics_from(0).contains(&m));
+    }
+
+    #[tokio::test]
+    async fn long_server_frames_are_compressed_and_bounded() {
+        let msg = ServerMsg::Event(Cow::Owned("x".repeat(10_000)));
+        let bytes = encode_server(&msg).expect("encodes");
+        assert!(bytes.len() < 1000, "{}", bytes.len());
+        assert_ne!(bytes[0] & 0x80, 0, "marked compressed");
+        let back: ServerMsg = read_frame(&mut &bytes[..], SERVER_FRAME_LIMIT, &mut Vec::new())
+            .await
+            .expect("decodes");
+        assert!(matches!(back, ServerMsg::Event(e) if e.len() == 10_000));
+        // What it would decompress to is over the reader's limit: refused.
+        let err = read_frame::<ServerMsg>(&mut &bytes[..], 5000, &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(matches!(err, WireError::Compressed(_)), "{err}");
+        // Short frames go as they are.
+        let note = ServerMsg::Notice("hi".into());
+        assert_eq!(
+            encode_server(&note).expect("encodes"),
+            encode(&note).expect("encodes")
+        );
+        // Garbage that says it is compressed.
+        let garbage = [0x80, 0, 0, 3, 1, 2, 3];
+        let err = read_frame::<ServerMsg>(&mut &garbage[..], 1024, &mut Vec::new())
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("bad compressed frame"), "{err}");
     }
 }

@@ -90,7 +90,7 @@ struct Ctx {
 }
 
 fn encode(msg: &ServerMsg<'_>) -> Option<Arc<[u8]>> {
-    match protocol::encode(msg) {
+    match protocol::encode_server(msg) {
         Ok(b) => Some(b.into()),
         Err(e) => {
             log::error!("cannot encode a message for viewers: {e}");
