@@ -17,8 +17,9 @@
 #   none2       the server with no viewer again (the spread of none/none2 is the noise)
 # It prints the server's CPU (utime+stime from /proc/PID/stat, % of one core) and highest
 # RSS for each phase and its ratio to `none`; the dashboards' CPU and RSS (mean and
-# highest) and the bytes each read per second (rchar from /proc/PID/io: the socket is all
-# they read); the probe's bytes/s, parts and lag; the simulator's CPU and the load average.
+# highest); the probe's bytes/s, parts and lag (every viewer is sent the same broadcast
+# frames, so the probe's bytes are each dashboard's; /proc/PID/io cannot tell, as socket
+# reads are not counted in rchar); the simulator's CPU and the load average.
 #
 # Environment: VIEWERS ("1 20"), WINDOW (30), SETTLE (10), INTERVAL (2s), PROCS (40), WATCH
 # ("nginx,python3"), BUILD (1), OUT (log directory, default a temp dir), UP_WITHIN (90),
@@ -55,7 +56,6 @@ trap cleanup EXIT INT TERM
 
 cpu_ticks() { awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
 rss_kb() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status" 2>/dev/null || echo 0; }
-rchar() { awk '/^rchar/ { print $2 }' "/proc/$1/io" 2>/dev/null || echo 0; }
 pct() { awk -v a="$1" -v b="$2" -v t0="$3" -v t1="$4" -v hz="$TICK" 'BEGIN { printf "%.2f", (b - a) / hz / (t1 - t0) * 100 }'; }
 
 "$FLEET" serve --hosts "$N" --dir "$OUT" --port 0 --interval "$INTERVAL" --procs "$PROCS" --watch "$WATCH" \
@@ -89,7 +89,7 @@ phase() {
 viewers() {
     local v=$1 i p t0 t1 probe
     local -a vpids=()
-    local -A c0 b0
+    local -A c0
     for i in $(seq 1 $((v - 1))); do
         tmux -S "$TSOCK" new-session -d -s "v$i" -x 160 -y 45 -c "$PWD" \
             "exec '$LOOKOUT' attach --config '$OUT/fleet.toml' --socket '$SOCKET' 2>'$OUT/$build-attach-$i.err'"
@@ -98,18 +98,18 @@ viewers() {
     "$PROBE" "$SOCKET" $((SETTLE + WINDOW + 2)) >"$OUT/$build-probe-$v.out" &
     probe=$!
     sleep "$SETTLE"
-    for p in "${vpids[@]}"; do c0[$p]=$(cpu_ticks "$p"); b0[$p]=$(rchar "$p"); done
+    for p in "${vpids[@]}"; do c0[$p]=$(cpu_ticks "$p"); done
     t0=$(date +%s.%N)
     phase "viewers=$v"
     t1=$(date +%s.%N)
     if [ "$v" -gt 1 ]; then
         tmux -S "$TSOCK" capture-pane -p -t v1 >"$OUT/$build-attach-$v.screen"
         for p in "${vpids[@]}"; do
-            echo "$(pct "${c0[$p]}" "$(cpu_ticks "$p")" "$t0" "$t1") $(rss_kb "$p") $(rchar "$p") ${b0[$p]}"
-        done | awk -v b="$build" -v v="$v" -v t0="$t0" -v t1="$t1" '
-            { c += $1; if ($1 > cm) cm = $1; r += $2; if ($2 > rm) rm = $2; by += ($3 - $4) / (t1 - t0) }
-            END { printf "%-8s viewers=%-3s dashboards=%d cpu_pct mean=%.2f max=%.2f rss_mb mean=%.1f max=%.1f read_bytes_per_s mean=%.0f\n",
-                  b, v, NR, c / NR, cm, r / NR / 1024, rm / 1024, by / NR }'
+            echo "$(pct "${c0[$p]}" "$(cpu_ticks "$p")" "$t0" "$t1") $(rss_kb "$p")"
+        done | awk -v b="$build" -v v="$v" '
+            { c += $1; if ($1 > cm) cm = $1; r += $2; if ($2 > rm) rm = $2 }
+            END { printf "%-8s viewers=%-3s dashboards=%d cpu_pct mean=%.2f max=%.2f rss_mb mean=%.1f max=%.1f\n",
+                  b, v, NR, c / NR, cm, r / NR / 1024, rm / 1024 }'
         head -n 1 "$OUT/$build-attach-$v.screen" | sed "s/^/$build screen: /"
     fi
     wait "$probe" || true
