@@ -14,7 +14,7 @@ use rustc_hash::FxHashMap;
 
 use super::protocol::{
     CheckChange, Delta, Header, Part, ProcFigures, ProcSteps, Procs, ServerMsg, State, WireCheck, WireChecks,
-    WireHost, step_count, steps_per_unit,
+    WireHost, WireTriggers, step_count, steps_per_unit,
 };
 use crate::collectors::checks::parse::{MAX_MESSAGE, MAX_VALUES};
 use crate::model::{CheckReport, HostName, HostStatus, Metric, ProcessDetail, Reading, Source};
@@ -239,7 +239,7 @@ fn procs<'a>(new: &'a Arc<Vec<ProcessDetail>>, old: Option<&Arc<Vec<ProcessDetai
         return None;
     }
     if old.len() != new.len() || !old.iter().zip(new.iter()).all(|(a, b)| same_process(a, b)) {
-        return Some(Procs::All(Cow::Borrowed(new.as_slice())));
+        return Some(edit(new, old).unwrap_or(Procs::All(Cow::Borrowed(new.as_slice()))));
     }
     if old.iter().zip(new.iter()).all(|(a, b)| figures(a) == figures(b)) {
         return None;
@@ -259,6 +259,84 @@ fn procs<'a>(new: &'a Arc<Vec<ProcessDetail>>, old: Option<&Arc<Vec<ProcessDetai
         changed,
         steps: moved,
     })
+}
+
+/// Whether bit `i` of a bitmap (bit `i % 8` of byte `i / 8`) is set.
+fn bit(map: &[u8], i: usize) -> bool {
+    map.get(i / 8).is_some_and(|b| b & (1 << (i % 8)) != 0)
+}
+
+fn set(map: &mut Vec<u8>, i: usize) {
+    if map.len() <= i / 8 {
+        map.resize(i / 8 + 1, 0);
+    }
+    map[i / 8] |= 1 << (i % 8);
+}
+
+/// Another list of processes as an edit of the viewer's ([`Procs::Edit`]); `None` when none
+/// stays, the staying ones changed order, or a figure has no step count.
+fn edit<'a>(new: &'a [ProcessDetail], old: &[ProcessDetail]) -> Option<Procs<'a>> {
+    let index: FxHashMap<(u32, &str), usize> = old
+        .iter()
+        .enumerate()
+        .map(|(i, p)| ((p.pid, &*p.watch), i))
+        .collect();
+    let mut kept = vec![0u8; old.len().div_ceil(8)];
+    let mut changed = Vec::new();
+    let (mut steps, mut added) = (Vec::new(), Vec::new());
+    let (mut staying, mut last) = (0usize, None::<usize>);
+    for (j, p) in new.iter().enumerate() {
+        match index
+            .get(&(p.pid, &*p.watch))
+            .filter(|&&i| same_process(&old[i], p))
+        {
+            Some(&i) => {
+                if last.is_some_and(|l| i <= l) {
+                    return None;
+                }
+                last = Some(i);
+                set(&mut kept, i);
+                let s = proc_steps(&old[i], p)?;
+                if s != ProcSteps::default() {
+                    set(&mut changed, staying);
+                    steps.push(s);
+                }
+                staying += 1;
+            }
+            None => added.push((j as u32, Cow::Borrowed(p))),
+        }
+    }
+    changed.resize(staying.div_ceil(8), 0);
+    (staying > 0).then_some(Procs::Edit {
+        kept,
+        changed,
+        steps,
+        added,
+    })
+}
+
+/// The trigger lines against the viewer's: only the changed lines when the lines are the
+/// same ones in the same order, else every line.
+fn triggers<'a>(
+    new: &'a [crate::triggers::TriggerView],
+    old: &[crate::triggers::TriggerView],
+) -> WireTriggers<'a> {
+    let same = |a: &crate::triggers::TriggerView, b: &crate::triggers::TriggerView| {
+        a.name == b.name && a.host == b.host && a.instance == b.instance
+    };
+    if new.len() != old.len() || !new.iter().zip(old).all(|(a, b)| same(a, b)) {
+        return WireTriggers::All(Cow::Borrowed(new));
+    }
+    let bytes = |t: &crate::triggers::TriggerView| postcard::to_allocvec(t).unwrap_or_default();
+    let mut changed = vec![0u8; new.len().div_ceil(8)];
+    let mut lines = Vec::new();
+    for (i, (a, b)) in new.iter().zip(old).enumerate() {
+        if bytes(a) != bytes(b) {
+            set(&mut changed, i);
+            lines.push(Cow::Borrowed(a));
+        }
+    }
+    WireTriggers::Lines { changed, lines }
 }
 
 /// How a process's figures moved from `a` to `b` (`None` for a share beyond any step count).
@@ -349,7 +427,7 @@ pub fn delta<'a>(old: &Snapshot, new: &'a Snapshot, triggers_changed: bool) -> S
         hosts,
         removed,
         max_risk: (old.max_risk != new.max_risk).then_some(Cow::Borrowed(new.max_risk.as_slice())),
-        triggers: triggers_changed.then_some(Cow::Borrowed(new.triggers.as_slice())),
+        triggers: triggers_changed.then(|| triggers(&new.triggers, &old.triggers)),
     })
 }
 
@@ -448,9 +526,27 @@ impl Replica {
         let max_risk = delta
             .max_risk
             .map_or_else(|| current.max_risk.clone(), Cow::into_owned);
-        let triggers = delta
-            .triggers
-            .map_or_else(|| current.triggers.clone(), Cow::into_owned);
+        let triggers = match delta.triggers {
+            None => current.triggers.clone(),
+            Some(WireTriggers::All(t)) => t.into_owned(),
+            Some(WireTriggers::Lines { changed, lines }) => {
+                let mut all = current.triggers.clone();
+                let bad = || ApplyError::Mismatch("the trigger lines".into());
+                if changed.len() != all.len().div_ceil(8) {
+                    return Err(bad());
+                }
+                let mut lines = lines.into_iter();
+                for (i, t) in all.iter_mut().enumerate() {
+                    if bit(&changed, i) {
+                        *t = lines.next().ok_or_else(bad)?.into_owned();
+                    }
+                }
+                if lines.next().is_some() {
+                    return Err(bad());
+                }
+                all
+            }
+        };
         Ok(self.publish(delta.header, max_risk, triggers))
     }
 
@@ -568,6 +664,49 @@ impl Replica {
                 }
                 if moved.next().is_some() {
                     return Err(mismatch());
+                }
+                Arc::new(list)
+            }
+            Some(Procs::Edit {
+                kept,
+                changed,
+                steps,
+                added,
+            }) => {
+                let old = base.map(|b| &b.processes).ok_or_else(mismatch)?;
+                if kept.len() != old.len().div_ceil(8) {
+                    return Err(mismatch());
+                }
+                let staying: Vec<&ProcessDetail> = old
+                    .iter()
+                    .enumerate()
+                    .filter(|(i, _)| bit(&kept, *i))
+                    .map(|(_, p)| p)
+                    .collect();
+                if changed.len() != staying.len().div_ceil(8) {
+                    return Err(mismatch());
+                }
+                let mut moved = steps.into_iter();
+                let mut list = Vec::with_capacity(staying.len() + added.len());
+                for (i, p) in staying.into_iter().enumerate() {
+                    if bit(&changed, i) {
+                        let s = moved.next().ok_or_else(mismatch)?;
+                        list.push(moved_by(p, s).ok_or_else(mismatch)?);
+                    } else {
+                        list.push(p.clone());
+                    }
+                }
+                if moved.next().is_some() {
+                    return Err(mismatch());
+                }
+                let mut last = None::<usize>;
+                for (at, p) in added {
+                    let at = at as usize;
+                    if at > list.len() || last.is_some_and(|l| at <= l) {
+                        return Err(mismatch());
+                    }
+                    list.insert(at, p.into_owned());
+                    last = Some(at);
                 }
                 Arc::new(list)
             }
@@ -954,5 +1093,108 @@ mod tests {
         };
         let got = replica.apply_delta(d).expect("applies");
         assert_eq!(value(&got, Metric::NetRxBytes), Some(1e300));
+    }
+
+    #[tokio::test]
+    async fn process_lists_travel_as_edits_and_trigger_lines_one_by_one() {
+        let process = |pid: u32, cpu: f64| ProcessDetail {
+            watch: "python3".into(),
+            pid,
+            name: "python3".into(),
+            cpu_pct: cpu,
+            mem_pct: 1.5,
+            rss_bytes: 1000,
+            vms_bytes: 4096,
+            shared_bytes: 1024,
+            cpu_affinity: vec![],
+            cmdline: format!("python3 worker.py --id {pid}").into(),
+        };
+        let host = |procs: Vec<ProcessDetail>| {
+            Arc::new(HostView {
+                processes: Arc::new(procs),
+                ..HostView::new("a", Via::Ssh, HostStatus::Up, vec![])
+            })
+        };
+        let line = |host: &str, value: f64| crate::triggers::TriggerView {
+            name: "cpu".into(),
+            state: crate::triggers::TriggerState::Firing,
+            severity: crate::triggers::rule::Severity::Warning,
+            metric: Metric::CpuUsage,
+            host: host.into(),
+            instance: String::new(),
+            value: Some(value),
+            threshold: 90.0,
+            since: std::time::SystemTime::UNIX_EPOCH,
+            fires_at: None,
+            silenced_until: None,
+            by: None,
+        };
+        let mut s1 = snap(
+            1,
+            vec![host(vec![process(10, 1.0), process(20, 2.0), process(30, 3.0)])],
+        );
+        s1.triggers = vec![line("a", 95.0), line("b", 96.0)];
+        let mut replica = Replica::new(4);
+        let ServerMsg::Full(state) = round_trip(&full(&s1)).await else {
+            panic!("full")
+        };
+        replica.apply_full(state);
+
+        // 20 goes, 25 and 40 come, 30 moves: an edit, not the whole list.
+        let mut s2 = snap(
+            2,
+            vec![host(vec![
+                process(10, 1.0),
+                process(25, 0.5),
+                process(30, 4.0),
+                process(40, 0.0),
+            ])],
+        );
+        s2.triggers = vec![line("a", 95.0), line("b", 97.5)];
+        let msg = delta(&s1, &s2, true);
+        let ServerMsg::Delta(d) = &msg else {
+            panic!("delta")
+        };
+        let Some(Procs::Edit {
+            kept,
+            changed,
+            steps,
+            added,
+        }) = &d.hosts[0].processes
+        else {
+            panic!("{:?}", d.hosts[0].processes)
+        };
+        assert_eq!(
+            (kept.as_slice(), changed.as_slice()),
+            (&[0b101u8][..], &[0b10u8][..])
+        );
+        assert_eq!(steps.len(), 1);
+        assert_eq!(
+            added.iter().map(|(at, p)| (*at, p.pid)).collect::<Vec<_>>(),
+            [(1, 25), (3, 40)]
+        );
+        let Some(WireTriggers::Lines { changed, lines }) = &d.triggers else {
+            panic!("{:?}", d.triggers)
+        };
+        assert_eq!((changed.as_slice(), lines.len()), (&[0b10u8][..], 1));
+        let ServerMsg::Delta(d) = round_trip(&msg).await else {
+            panic!("delta")
+        };
+        let got = replica.apply_delta(d).expect("applies");
+        assert_eq!(json(&got), json(&s2));
+
+        // Nothing stays: the whole list; a line goes: every line.
+        let mut s3 = snap(3, vec![host(vec![process(50, 1.0)])]);
+        s3.triggers = vec![line("b", 97.5)];
+        let msg = delta(&s2, &s3, true);
+        let ServerMsg::Delta(d) = &msg else {
+            panic!("delta")
+        };
+        assert!(matches!(d.hosts[0].processes, Some(Procs::All(_))));
+        assert!(matches!(d.triggers, Some(WireTriggers::All(_))));
+        let ServerMsg::Delta(d) = round_trip(&msg).await else {
+            panic!("delta")
+        };
+        assert_eq!(json(&replica.apply_delta(d).expect("applies")), json(&s3));
     }
 }

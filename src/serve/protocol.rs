@@ -435,7 +435,7 @@ pub struct Delta<'a> {
     /// The maximal-risk lines, when they changed.
     pub max_risk: Option<Cow<'a, [MaxRiskLine]>>,
     /// The trigger lines, when they changed.
-    pub triggers: Option<Cow<'a, [TriggerView]>>,
+    pub triggers: Option<WireTriggers<'a>>,
 }
 
 /// One host: its header always, each source's values only when they changed (always in a
@@ -532,6 +532,20 @@ pub struct CheckChange<'a> {
     pub readings: Option<Part<'a>>,
 }
 
+/// The trigger lines in a delta.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WireTriggers<'a> {
+    /// Every line: when lines came, went or moved.
+    All(Cow<'a, [TriggerView]>),
+    /// The same lines (trigger, host, instance) in the same order as the viewer has: those
+    /// that changed (a bitmap as in [`Part::Values`]), whole. A firing line's value changes
+    /// with every sample of its host; the other lines do not travel again.
+    Lines {
+        changed: Vec<u8>,
+        lines: Vec<Cow<'a, TriggerView>>,
+    },
+}
+
 /// A host's watched processes in its wire form.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Procs<'a> {
@@ -544,6 +558,16 @@ pub enum Procs<'a> {
     Steps {
         changed: Vec<u8>,
         steps: Vec<ProcSteps>,
+    },
+    /// Another list (a watched process came or went): which of the viewer's processes stay
+    /// (a bitmap over its list), how the figures of those moved (`changed`, a bitmap over
+    /// the staying ones, and their steps, as in `Steps`), and the new processes whole, each
+    /// with its position in the new list, in ascending order.
+    Edit {
+        kept: Vec<u8>,
+        changed: Vec<u8>,
+        steps: Vec<ProcSteps>,
+        added: Vec<(u32, Cow<'a, ProcessDetail>)>,
     },
 }
 
