@@ -3,6 +3,9 @@
 //! in the middle of a sample, and escape sequences in every string a remote host controls.
 
 mod common;
+// Only the namespace helpers are used here (the NFQUEUE holder is the ping tests').
+#[allow(dead_code)]
+mod support;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -272,6 +275,75 @@ async fn a_sampler_killed_mid_sample_is_an_error_and_the_host_comes_back() {
     running.engine.abort();
 }
 
+/// A host whose address has no route (an `unreachable` route covers it) and a host that
+/// drops every packet (powered off, or a firewall that answers nothing): `unreachable` at
+/// once with the kernel's reason, and `timeout` after the connect timeout, each retried with
+/// backoff, while a host that answers keeps updating.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_without_route_and_a_silent_host_fail_fast_and_others_go_on() {
+    if !can_run() {
+        return;
+    }
+    let net = support::netns::TestNet::with_veth();
+    // Inside the namespace, every packet that arrives is dropped without an answer.
+    net.exec(&["nft", "add", "table", "inet", "silent"]);
+    net.exec(&[
+        "nft",
+        "add",
+        "chain",
+        "inet",
+        "silent",
+        "in",
+        "{ type filter hook input priority 0; policy drop; }",
+    ]);
+    let dir = tempfile::tempdir().expect("tmp");
+    let key = keygen(dir.path(), "id", "");
+    let known_hosts = dir.path().join("known_hosts");
+    let fine = Sshd::start(&[public_key(&key)]);
+    trust(&known_hosts, &[&fine]);
+    ssh_alias(dir.path(), &[("fine", &fine)]);
+    let (unrouted, silent) = (
+        format!("root@{}", net.unrouted()),
+        format!("root@{}", net.inside()),
+    );
+    let text = config_text(
+        dir.path(),
+        &key,
+        &known_hosts,
+        "strict",
+        "",
+        &format!("[[hosts]]\nnames = [\"fine\", \"{unrouted}\", \"{silent}\"]\n"),
+    )
+    .replace("connect_timeout = \"3s\"", "connect_timeout = \"1s\"");
+    let config = parse_config(&text);
+    let started = Instant::now();
+    let running = lookout::runtime::start(config);
+    let mut rx = running.snapshots.clone();
+    let snap = wait_for(&mut rx, Duration::from_secs(5), "both failures", |s| {
+        status_is(s, &unrouted, HostStatus::Unreachable) && status_is(s, &silent, HostStatus::Timeout)
+    })
+    .await;
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "{:?}",
+        started.elapsed()
+    );
+    let e = host(&snap, &unrouted).error.clone().unwrap_or_default();
+    assert!(e.contains("No route to host") && e.contains("retry in"), "{e}");
+    let e = host(&snap, &silent).error.clone().unwrap_or_default();
+    assert!(
+        e.contains(&format!("no answer from {} within 1s", net.inside())) && e.contains("retry in"),
+        "{e}"
+    );
+    let before = host(&snap, "fine").rounds;
+    wait_for(&mut rx, Duration::from_secs(3), "fine keeps going", |s| {
+        status_is(s, "fine", HostStatus::Up) && host(s, "fine").rounds >= before + 3
+    })
+    .await;
+    running.engine.abort();
+    drop(net);
+}
+
 /// Every string of `v` (keys and values, nested).
 fn strings(v: &serde_json::Value, out: &mut Vec<String>) {
     match v {
@@ -392,7 +464,7 @@ async fn escape_sequences_in_every_remote_string_reach_no_output() {
     // A host that answers its own text instead of a sample: the error quotes it.
     let chatty = Sshd::start_with(
         &[public_key(&key)],
-        "ForceCommand read n rest; printf 'Last login: \\033]0;pwned\\007\\033[2J\\233m\\r\\n'; echo \"@@end $n\"; sleep 60",
+        "ForceCommand while read n rest; do printf 'Last login: \\033]0;pwned\\007\\033[2J\\233m\\r\\n'; echo \"@@end $n\"; done",
     );
     trust(&known_hosts, &[&hostile, &chatty]);
     ssh_alias(d, &[("hostile", &hostile), ("chatty", &chatty)]);
