@@ -26,7 +26,11 @@ struct FakeProm {
 
 impl FakeProm {
     fn start(serve: fn(TcpStream)) -> FakeProm {
-        let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
+        Self::start_at(0, serve)
+    }
+
+    fn start_at(port: u16, serve: fn(TcpStream)) -> FakeProm {
+        let listener = TcpListener::bind(("127.0.0.1", port)).expect("bind");
         listener.set_nonblocking(true).expect("nonblocking");
         let addr = listener.local_addr().expect("addr");
         let stop = Arc::new(AtomicBool::new(false));
@@ -75,11 +79,26 @@ fn never_answer(mut s: TcpStream) {
     while matches!(s.read(&mut buf), Ok(n) if n > 0) {}
 }
 
-/// Reads one request (up to the blank line) and answers `body` with `status`.
+/// Reads one request (its head and a `Content-Length` body) and answers `body` with `status`.
 fn answer(mut s: TcpStream, status: &str, body: &str) {
     let mut req = Vec::new();
     let mut buf = [0u8; 4096];
-    while !req.windows(4).any(|w| w == b"\r\n\r\n") {
+    let head_end = loop {
+        if let Some(at) = req.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        match s.read(&mut buf) {
+            Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
+            _ => return,
+        }
+    };
+    let head = String::from_utf8_lossy(&req[..head_end]).to_ascii_lowercase();
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while req.len() < head_end + length {
         match s.read(&mut buf) {
             Ok(n) if n > 0 => req.extend_from_slice(&buf[..n]),
             _ => return,
@@ -182,6 +201,75 @@ async fn prometheus_down_or_answering_garbage_is_the_source_rows_status() {
     assert!(err.starts_with("query ") && err.contains("more failing"), "{err}");
     assert!(!err.chars().any(char::is_control), "{err:?}");
     assert_eq!(snap.host("here").map(|h| h.status), Some(HostStatus::Up));
+    running.engine.abort();
+}
+
+/// The next action event of the Alertmanager notifier.
+async fn delivery(
+    events: &mut tokio::sync::broadcast::Receiver<lookout::event::Event>,
+) -> lookout::triggers::action::ActionEvent {
+    loop {
+        match events.recv().await {
+            Ok(e) => {
+                if let lookout::event::EventKind::Action(a) = e.kind
+                    && a.trigger == "alertmanager"
+                {
+                    return a;
+                }
+            }
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+fn accept_alerts(s: TcpStream) {
+    answer(s, "200 OK", "{}");
+}
+
+/// Alertmanager refusing, then hung, then back: each first failure of a run of failures is
+/// an action event (`failed`, with the reason), deliveries are retried with a backoff, the
+/// recovery is an `ok` event, and nothing else waits for it meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn alertmanager_down_or_hung_is_reported_and_retried_until_it_is_back() {
+    let port = free_port();
+    let url = format!("http://127.0.0.1:{port}");
+    let config = parse_config(&format!(
+        "[general]\ninterval = \"300ms\"\n[alertmanager]\ntimeout = \"1s\"\n\
+         [[hosts]]\nnames = [\"here\"]\nvia = \"local\"\n\
+         [[trigger]]\nname = \"always\"\nmetric = \"mem.used_pct\"\nscope = \"each\"\nabove = 0\nfor = \"0s\"\n\
+         alertmanager = [\"{url}\"]\n"
+    ));
+    let mut running = lookout::runtime::start(config);
+    let mut events = running.subscribe_from_start();
+    let mut rx = running.snapshots.clone();
+    // Down: nothing listens.
+    let a = tokio::time::timeout(Duration::from_secs(5), delivery(&mut events))
+        .await
+        .expect("a failed delivery");
+    assert_eq!(a.result, lookout::triggers::action::ActionResult::Failed, "{a:?}");
+    let err = a.error.clone().unwrap_or_default();
+    assert!(a.argv.contains(&url) && !err.is_empty(), "{a:?}");
+    let rounds = rx.borrow().host("here").map(|h| h.rounds).unwrap_or(0);
+    wait_for(
+        &mut rx,
+        Duration::from_secs(3),
+        "the local host keeps going",
+        |s| s.host("here").is_some_and(|h| h.rounds >= rounds + 3),
+    )
+    .await;
+    // Hung, then back: the retries reach it once it answers, and the recovery is reported.
+    let hung = FakeProm::start_at(port, never_answer);
+    tokio::time::sleep(Duration::from_millis(2500)).await;
+    drop(hung);
+    let back = Instant::now();
+    let _am = FakeProm::start_at(port, accept_alerts);
+    let a = tokio::time::timeout(Duration::from_secs(9), delivery(&mut events))
+        .await
+        .expect("a delivery after the recovery");
+    assert_eq!(a.result, lookout::triggers::action::ActionResult::Ok, "{a:?}");
+    eprintln!("delivered {:?} after Alertmanager came back", back.elapsed());
+    assert_eq!(rx.borrow().host("here").map(|h| h.status), Some(HostStatus::Up));
     running.engine.abort();
 }
 
@@ -519,8 +607,8 @@ timeout = "5s"
         ),
     );
     let config = parse_config(&text);
-    let running = lookout::runtime::start(config.clone());
-    let mut events = running.events.subscribe();
+    let mut running = lookout::runtime::start(config.clone());
+    let mut events = running.subscribe_from_start();
     let mut rx = running.snapshots.clone();
     let snap = wait_for(
         &mut rx,
