@@ -315,3 +315,64 @@ fn bench_script_smoke_at_a_hundred_hosts() {
     // The probe saw data from hosts in the window (any share: not a timing test).
     assert!(rows[0][5].ends_with('%'), "{:?}", rows[0]);
 }
+
+/// The mode lookout reports for a simulated host's mode once it has settled.
+fn expected_status(mode: &str) -> HostStatus {
+    match mode {
+        "up" => HostStatus::Up,
+        "hung" => HostStatus::Timeout,
+        _ => HostStatus::Unreachable,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn flapping_hosts_go_and_come_back_and_lookout_follows() {
+    // every 500 ms half the hosts change (down, hung, reset, back up) for 3 s, then stay
+    let sim = Sim::start(
+        "127.44.1.1",
+        &[
+            "--hosts",
+            "8",
+            "--interval",
+            "500ms",
+            "--connect-timeout",
+            "1s",
+            "--flap",
+            "500ms",
+            "--flap-share",
+            "0.5",
+            "--flap-for",
+            "3s",
+            "--seed",
+            "3",
+        ],
+    );
+    let first = sim.manifest();
+    assert!(first.iter().all(|(_, m)| m == "up"), "{first:?}");
+    let running = lookout::runtime::start(sim.config());
+    let mut rx = running.snapshots.clone();
+    // the manifest follows the modes: some host left `up` while flapping
+    let mut seen_modes = std::collections::BTreeSet::new();
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < Duration::from_secs(4) {
+        seen_modes.extend(sim.manifest().into_iter().map(|(_, m)| m));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(seen_modes.len() >= 3, "modes seen while flapping: {seen_modes:?}");
+    // settled: a down host refuses connections, an up host accepts, and lookout agrees
+    let settled = sim.manifest();
+    for (name, mode) in &settled {
+        let i: u8 = name.trim_start_matches("fleet-").parse().expect("fleet-NNNN");
+        let addr = std::net::SocketAddr::from(([127, 44, 1, i], sim.port));
+        let connect = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(1));
+        assert_eq!(connect.is_ok(), mode != "down", "{name} {mode}: {connect:?}");
+    }
+    wait_for(
+        &mut rx,
+        Duration::from_secs(60),
+        "every host's status to match the simulator's",
+        |s| settled.iter().all(|(h, m)| status_of(s, h) == expected_status(m)),
+    )
+    .await;
+    running.engine.abort();
+}

@@ -97,6 +97,15 @@ struct Serve {
     /// Interval of those checks.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     check_interval: Duration,
+    /// Hosts change modes this often (up hosts go down, hang or reset; others come back).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    flap: Option<Duration>,
+    /// Share of hosts that change at each flap.
+    #[arg(long, default_value_t = 0.05)]
+    flap_share: f64,
+    /// Stop flapping after this long (the modes then stay as they are).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    flap_for: Option<Duration>,
 }
 
 fn main() -> ExitCode {
@@ -165,6 +174,9 @@ async fn serve(s: Serve) -> anyhow::Result<()> {
         by_address: s.by_address,
         checks: s.checks,
         check_interval: s.check_interval,
+        flap: s.flap,
+        flap_share: s.flap_share,
+        flap_for: s.flap_for,
     };
     let fleet = fleet::Fleet::bind(&o).await?;
     let (first, last) = match (fleet.hosts.first(), fleet.hosts.last()) {

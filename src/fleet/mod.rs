@@ -6,8 +6,10 @@
 //!
 //! A host is `up` (answers lookout's command), `down` (nothing listens: connection refused),
 //! `hung` (accepts the connection and never says a word) or `reset` (accepts and resets the
-//! connection). Which hosts are which is drawn from a seed and written to `DIR/hosts.tsv`.
+//! connection). Which hosts are which is drawn from a seed and written to `DIR/hosts.tsv`;
+//! with `--flap`, hosts change modes as the run goes on (see [`flap`]) and the file follows.
 
+pub mod flap;
 pub mod probe;
 pub mod server;
 pub mod sim;
@@ -78,6 +80,12 @@ pub struct Options {
     /// `[[check]]`s the lookout config runs on every host (the simulator answers them).
     pub checks: usize,
     pub check_interval: Duration,
+    /// Hosts change modes this often (none: modes are fixed).
+    pub flap: Option<Duration>,
+    /// The share of hosts that change at each flap.
+    pub flap_share: f64,
+    /// Flapping stops after this long (modes then stay as they are).
+    pub flap_for: Option<Duration>,
 }
 
 impl Default for Options {
@@ -99,6 +107,9 @@ impl Default for Options {
             by_address: false,
             checks: 0,
             check_interval: Duration::from_secs(10),
+            flap: None,
+            flap_share: 0.05,
+            flap_for: None,
         }
     }
 }
@@ -131,7 +142,12 @@ pub fn addresses(first: Ipv4Addr, n: usize) -> anyhow::Result<Vec<Ipv4Addr>> {
 
 /// Names, addresses and modes of the fleet (modes drawn from the seed).
 pub fn plan(o: &Options) -> anyhow::Result<Vec<HostEntry>> {
-    for (what, share) in [("down", o.down), ("hung", o.hung), ("reset", o.reset)] {
+    for (what, share) in [
+        ("down", o.down),
+        ("hung", o.hung),
+        ("reset", o.reset),
+        ("flap-share", o.flap_share),
+    ] {
         if !(0.0..=1.0).contains(&share) {
             bail!("--{what} is a share between 0 and 1, not {share}");
         }
@@ -237,13 +253,11 @@ pub fn write_files(o: &Options, files: &Files, hosts: &[HostEntry], port: u16) -
         key = files.client_key.display(),
         kh = files.known_hosts.display(),
     );
-    let mut manifest = String::from("name\taddress\tmode\n");
     for h in hosts {
         let _ = writeln!(known, "[{}]:{port} {alg} {b64}", h.addr);
         if !o.by_address {
             let _ = writeln!(ssh, "Host {}\n  HostName {}\n", h.name, h.addr);
         }
-        let _ = writeln!(manifest, "{}\t{}\t{}", h.name, h.addr, h.mode.as_str());
     }
     let names: Vec<String> = hosts
         .iter()
@@ -290,9 +304,24 @@ pub fn write_files(o: &Options, files: &Files, hosts: &[HostEntry], port: u16) -
     }
     std::fs::write(&files.known_hosts, known).context("known_hosts")?;
     std::fs::write(&files.ssh_config, ssh).context("ssh_config")?;
-    std::fs::write(&files.manifest, manifest).context("hosts.tsv")?;
+    write_manifest(&files.manifest, hosts.iter().map(|h| (h, h.mode)))?;
     std::fs::write(&files.config, config).context("fleet.toml")?;
     Ok(())
+}
+
+/// Writes `hosts.tsv` (name, address, mode now) whole, by renaming a new file over it, so a
+/// reader never sees half of it.
+pub fn write_manifest<'a>(
+    path: &Path,
+    hosts: impl Iterator<Item = (&'a HostEntry, HostMode)>,
+) -> anyhow::Result<()> {
+    let mut manifest = String::from("name\taddress\tmode\n");
+    for (h, mode) in hosts {
+        let _ = writeln!(manifest, "{}\t{}\t{}", h.name, h.addr, mode.as_str());
+    }
+    let new = path.with_extension("tsv.new");
+    std::fs::write(&new, manifest).with_context(|| format!("cannot write {}", new.display()))?;
+    std::fs::rename(&new, path).with_context(|| format!("cannot write {}", path.display()))
 }
 
 /// A fleet whose listeners are bound and whose files are written; [`Fleet::run`] serves it.
@@ -301,7 +330,9 @@ pub struct Fleet {
     pub hosts: Vec<HostEntry>,
     pub files: Files,
     shared: Arc<server::Shared>,
-    listeners: Vec<(Arc<server::Host>, TcpListener)>,
+    /// Every host, with its listener unless it starts down.
+    listeners: Vec<(Arc<server::Host>, Option<TcpListener>)>,
+    flap: Option<flap::Flapper>,
 }
 
 impl Fleet {
@@ -336,37 +367,56 @@ impl Fleet {
         });
         let mut port = o.port;
         let mut listeners = Vec::new();
-        for (i, h) in hosts.iter().enumerate() {
-            if h.mode == HostMode::Down {
-                continue;
-            }
-            let listener = TcpListener::bind((h.addr, port))
-                .await
-                .with_context(|| format!("cannot listen on {}:{port}", h.addr))?;
-            if port == 0 {
-                port = listener.local_addr()?.port();
-            }
-            let host = Arc::new(server::Host {
-                sim: std::sync::Mutex::new(HostSim::new(
-                    o.seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
-                    &o.profile,
-                )),
-                mode: h.mode,
-                sessions: std::sync::atomic::AtomicU32::new(0),
+        let mut bound = Vec::new();
+        for h in &hosts {
+            bound.push(if h.mode == HostMode::Down {
+                None
+            } else {
+                let listener = TcpListener::bind((h.addr, port))
+                    .await
+                    .with_context(|| format!("cannot listen on {}:{port}", h.addr))?;
+                if port == 0 {
+                    port = listener.local_addr()?.port();
+                }
+                Some(listener)
             });
-            listeners.push((host, listener));
         }
         if port == 0 {
             // every host is down: any free port will do
             port = std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port();
         }
+        for (i, (h, listener)) in hosts.iter().zip(bound).enumerate() {
+            let host = Arc::new(server::Host {
+                sim: std::sync::Mutex::new(HostSim::new(
+                    o.seed.wrapping_mul(1_000_003).wrapping_add(i as u64),
+                    &o.profile,
+                )),
+                mode: tokio::sync::watch::Sender::new(h.mode),
+                addr: (h.addr, port).into(),
+                sessions: std::sync::atomic::AtomicU32::new(0),
+            });
+            listeners.push((host, listener));
+        }
         write_files(o, &files, &hosts, port)?;
+        let flap = o.flap.map(|every| flap::Flapper {
+            every,
+            share: o.flap_share,
+            stop_after: o.flap_for,
+            seed: o.seed,
+            hosts: hosts
+                .iter()
+                .cloned()
+                .zip(listeners.iter().map(|(h, _)| h.clone()))
+                .collect(),
+            manifest: files.manifest.clone(),
+        });
         Ok(Fleet {
             port,
             hosts,
             files,
             shared,
             listeners,
+            flap,
         })
     }
 
@@ -375,6 +425,9 @@ impl Fleet {
         let mut tasks = tokio::task::JoinSet::new();
         for (host, listener) in self.listeners {
             tasks.spawn(server::serve(self.shared.clone(), host, listener));
+        }
+        if let Some(flapper) = self.flap {
+            tasks.spawn(flapper.run());
         }
         while tasks.join_next().await.is_some() {}
     }

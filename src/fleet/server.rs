@@ -8,6 +8,7 @@
 //! as a host without that program would.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +16,7 @@ use russh::keys::PublicKey;
 use russh::server::{self, Auth, Msg, Session, VerifiedPublicKey};
 use russh::{Channel, ChannelId};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use super::sim::HostSim;
 use super::{HostMode, Knobs};
@@ -34,20 +35,60 @@ pub struct Shared {
 /// One simulated host as the server sees it.
 pub struct Host {
     pub sim: Mutex<HostSim>,
-    pub mode: HostMode,
+    /// Its mode now: fixed, or changed by the flapper (`--flap`).
+    pub mode: watch::Sender<HostMode>,
+    /// Where it listens (bound again when it comes back from `down`).
+    pub addr: SocketAddr,
     /// Counts requests answered (for the shell pids it hands out).
     pub sessions: std::sync::atomic::AtomicU32,
 }
 
-/// Accepts connections of one host until the listener fails.
-pub async fn serve(shared: Arc<Shared>, host: Arc<Host>, listener: TcpListener) {
+impl Host {
+    pub fn mode(&self) -> HostMode {
+        *self.mode.borrow()
+    }
+}
+
+/// Accepts connections of one host as its mode says, for as long as the process runs: a
+/// host that goes `down` closes its listener (connection refused) and its connections.
+pub async fn serve(shared: Arc<Shared>, host: Arc<Host>, mut listener: Option<TcpListener>) {
+    let mut modes = host.mode.subscribe();
     loop {
-        let Ok((socket, _)) = listener.accept().await else {
-            tokio::time::sleep(Duration::from_millis(100)).await;
+        let mode = *modes.borrow_and_update();
+        if mode == HostMode::Down {
+            listener = None;
+            if modes.changed().await.is_err() {
+                return;
+            }
             continue;
+        }
+        let l = match &mut listener {
+            Some(l) => l,
+            None => match TcpListener::bind(host.addr).await {
+                Ok(l) => listener.insert(l),
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let socket = tokio::select! {
+            accepted = l.accept() => match accepted {
+                Ok((socket, _)) => socket,
+                Err(_) => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            changed = modes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                continue;
+            }
         };
         let _ = socket.set_nodelay(true);
-        match host.mode {
+        match mode {
             HostMode::Up => {
                 let handler = Conn {
                     shared: shared.clone(),
@@ -55,9 +96,23 @@ pub async fn serve(shared: Arc<Shared>, host: Arc<Host>, listener: TcpListener) 
                     channels: HashMap::new(),
                 };
                 let config = shared.config.clone();
+                let mut modes = host.mode.subscribe();
+                // a second handle on the socket, to cut it when the host goes down or resets
+                let cut = socket2::SockRef::from(&socket).try_clone().ok();
                 tokio::spawn(async move {
-                    if let Ok(session) = server::run_stream(config, socket, handler).await {
-                        let _ = session.await;
+                    let run = async move {
+                        if let Ok(session) = server::run_stream(config, socket, handler).await {
+                            let _ = session.await;
+                        }
+                    };
+                    tokio::select! {
+                        () = run => {}
+                        _ = modes.wait_for(|m| matches!(m, HostMode::Down | HostMode::Reset)) => {
+                            if let Some(cut) = cut {
+                                let _ = cut.set_linger(Some(Duration::ZERO));
+                                let _ = cut.shutdown(std::net::Shutdown::Both);
+                            }
+                        }
                     }
                 });
             }
@@ -114,9 +169,14 @@ async fn respond(
 ) {
     let shell_pid =
         100_000 + 2 * host.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed) % 3_000_000;
+    let mut modes = host.mode.subscribe();
     while let Some(r) = requests.recv().await {
         match r {
             Request::Sample(id) => {
+                // a host that hangs stops answering on its open connections too
+                if modes.wait_for(|m| *m != HostMode::Hung).await.is_err() {
+                    return;
+                }
                 let delay = latency + jitter.mul_f64(rand::random_range(0.0..1.0));
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
