@@ -580,6 +580,23 @@ fn no_answer_within(timeout: Duration) -> String {
     format!("no answer within {}", humantime::format_duration(timeout))
 }
 
+/// The series of a query's answer; an answer that is not an instant vector is an error.
+pub fn series_of(data: prometheus_http_query::response::Data) -> Result<Vec<Series>, String> {
+    match data {
+        prometheus_http_query::response::Data::Vector(v) => Ok(v
+            .into_iter()
+            .map(|iv| {
+                let (labels, sample) = iv.into_inner();
+                (labels, sample.value())
+            })
+            .collect()),
+        prometheus_http_query::response::Data::Scalar(_)
+        | prometheus_http_query::response::Data::Matrix(_) => {
+            Err("the query must return an instant vector".into())
+        }
+    }
+}
+
 /// An error with its causes (`error sending request: connection refused`).
 pub fn chain(e: &dyn std::error::Error) -> String {
     let mut s = e.to_string();
@@ -667,23 +684,10 @@ impl Collector {
             }
             let q = &self.source.queries[i];
             match result {
-                Ok(r) => {
-                    let series = match r.into_inner().0 {
-                        prometheus_http_query::response::Data::Vector(v) => v
-                            .into_iter()
-                            .map(|iv| {
-                                let (labels, sample) = iv.into_inner();
-                                (labels, sample.value())
-                            })
-                            .collect(),
-                        prometheus_http_query::response::Data::Scalar(_)
-                        | prometheus_http_query::response::Data::Matrix(_) => {
-                            b.fail(q, "the query must return an instant vector".into(), false);
-                            continue;
-                        }
-                    };
-                    b.add(&self.source, q, series, &mut self.names, &mut self.interner);
-                }
+                Ok(r) => match series_of(r.into_inner().0) {
+                    Ok(series) => b.add(&self.source, q, series, &mut self.names, &mut self.interner),
+                    Err(e) => b.fail(q, e, false),
+                },
                 Err(_) if is_timeout(&result) => b.timed_out(q, timeout),
                 Err(e) => {
                     // No answer at all (refused, reset, no route) is a transport failure;
