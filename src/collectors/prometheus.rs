@@ -466,6 +466,9 @@ pub struct Round {
     pub errors: Vec<String>,
     /// Whether every query failed for want of an answer (Prometheus unreachable).
     pub unreachable: bool,
+    /// Whether every query failed because no answer came within the source's timeout (a
+    /// hung Prometheus: the source row says `timeout`).
+    pub timed_out: bool,
 }
 
 /// One series of a query's answer: its labels and value.
@@ -479,6 +482,7 @@ pub struct RoundBuilder {
     errors: Vec<String>,
     failures: usize,
     transport_failures: usize,
+    timeouts: usize,
 }
 
 impl RoundBuilder {
@@ -551,11 +555,44 @@ impl RoundBuilder {
         self.errors.push(format!("{}: {message}", q.metric));
     }
 
+    /// Records a query that got no answer within `timeout` (a transport failure).
+    pub fn timed_out(&mut self, q: &MetricQuery, timeout: Duration) {
+        self.timeouts += 1;
+        self.fail(q, no_answer_within(timeout), true);
+    }
+
     pub fn finish(self, queries: usize) -> Round {
         Round {
             hosts: self.hosts,
             unreachable: queries > 0 && self.transport_failures == queries,
+            timed_out: queries > 0 && self.timeouts == queries,
             errors: self.errors,
+        }
+    }
+}
+
+/// Whether a query failed for want of an answer within the client's timeout.
+fn is_timeout<T>(result: &Result<T, prometheus_http_query::Error>) -> bool {
+    matches!(result, Err(prometheus_http_query::Error::Client(e)) if e.inner().is_some_and(|e| e.is_timeout()))
+}
+
+fn no_answer_within(timeout: Duration) -> String {
+    format!("no answer within {}", humantime::format_duration(timeout))
+}
+
+/// The series of a query's answer; an answer that is not an instant vector is an error.
+pub fn series_of(data: prometheus_http_query::response::Data) -> Result<Vec<Series>, String> {
+    match data {
+        prometheus_http_query::response::Data::Vector(v) => Ok(v
+            .into_iter()
+            .map(|iv| {
+                let (labels, sample) = iv.into_inner();
+                (labels, sample.value())
+            })
+            .collect()),
+        prometheus_http_query::response::Data::Scalar(_)
+        | prometheus_http_query::response::Data::Matrix(_) => {
+            Err("the query must return an instant vector".into())
         }
     }
 }
@@ -622,28 +659,42 @@ impl Collector {
             })
             .buffer_unordered(PARALLEL_QUERIES);
         let mut b = RoundBuilder::default();
-        while let Some((i, result)) = answers.next().await {
+        // Each query has the timeout; besides, a round in which no answer at all (timeouts
+        // aside) came within the timeout stops there, the queries not yet answered failing
+        // as timed out too. Otherwise a hung server, taking the queries a few at a time,
+        // would hold a round for (queries / PARALLEL_QUERIES) timeouts and the source row
+        // would say nothing for that long. A slow server that answers keeps its rounds.
+        let timeout = self.source.timeout;
+        let mut deadline = tokio::time::Instant::now() + timeout;
+        let mut answered = vec![false; self.source.queries.len()];
+        loop {
+            let (i, result) = match tokio::time::timeout_at(deadline, answers.next()).await {
+                Ok(Some(answer)) => answer,
+                Ok(None) => break,
+                Err(_) => {
+                    for (i, _) in answered.iter().enumerate().filter(|(_, a)| !**a) {
+                        b.timed_out(&self.source.queries[i], timeout);
+                    }
+                    break;
+                }
+            };
+            answered[i] = true;
+            if !is_timeout(&result) {
+                deadline = tokio::time::Instant::now() + timeout;
+            }
             let q = &self.source.queries[i];
             match result {
-                Ok(r) => {
-                    let series = match r.into_inner().0 {
-                        prometheus_http_query::response::Data::Vector(v) => v
-                            .into_iter()
-                            .map(|iv| {
-                                let (labels, sample) = iv.into_inner();
-                                (labels, sample.value())
-                            })
-                            .collect(),
-                        prometheus_http_query::response::Data::Scalar(_)
-                        | prometheus_http_query::response::Data::Matrix(_) => {
-                            b.fail(q, "the query must return an instant vector".into(), false);
-                            continue;
-                        }
-                    };
-                    b.add(&self.source, q, series, &mut self.names, &mut self.interner);
-                }
+                Ok(r) => match series_of(r.into_inner().0) {
+                    Ok(series) => b.add(&self.source, q, series, &mut self.names, &mut self.interner),
+                    Err(e) => b.fail(q, e, false),
+                },
+                Err(_) if is_timeout(&result) => b.timed_out(q, timeout),
                 Err(e) => {
-                    let transport = matches!(e, prometheus_http_query::Error::Client(_));
+                    // No answer at all (refused, reset, no route) is a transport failure;
+                    // an answer that is not Prometheus's (bad JSON, wrong media type, an
+                    // HTTP error page) means the server is there but wrong.
+                    let transport = matches!(&e, prometheus_http_query::Error::Client(c)
+                        if c.inner().is_some_and(|r| !r.is_decode() && !r.is_status()));
                     b.fail(q, chain(&e), transport);
                 }
             }
@@ -680,7 +731,11 @@ impl Collector {
         }
         let (status, error) = if round.unreachable {
             (
-                HostStatus::Unreachable,
+                if round.timed_out {
+                    HostStatus::Timeout
+                } else {
+                    HostStatus::Unreachable
+                },
                 round.errors.first().map(|e| {
                     let msg = e.split_once(": ").map_or(e.as_str(), |(_, m)| m);
                     format!("{}: {msg}", self.source.url)
@@ -1013,6 +1068,19 @@ mod tests {
         assert_eq!(&*r.hosts[0].readings[1].instance, "/var [2J");
         let mut b = RoundBuilder::default();
         b.fail(&q(Metric::Load1), "connection refused".into(), true);
-        assert!(b.finish(1).unreachable);
+        let r = b.finish(1);
+        assert!(r.unreachable && !r.timed_out);
+        // Every query timed out: unreachable, and said to be a timeout.
+        let mut b = RoundBuilder::default();
+        b.timed_out(&q(Metric::Load1), Duration::from_millis(1500));
+        b.timed_out(&q(Metric::Load5), Duration::from_millis(1500));
+        let r = b.finish(2);
+        assert!(r.unreachable && r.timed_out);
+        assert_eq!(r.errors[0], "load.1: no answer within 1s 500ms");
+        // One of two: neither.
+        let mut b = RoundBuilder::default();
+        b.timed_out(&q(Metric::Load1), Duration::from_secs(1));
+        let r = b.finish(2);
+        assert!(!r.unreachable && !r.timed_out);
     }
 }

@@ -58,7 +58,15 @@ struct Seg {
 pub struct Recording {
     pub dir: PathBuf,
     segs: Vec<Seg>,
-    problems: Mutex<Vec<String>>,
+    problems: Mutex<Problems>,
+}
+
+/// Messages about damage not yet taken, and every one said so far: a damaged block read
+/// again (each `[` in rewind) is reported once, not at every read.
+#[derive(Default)]
+struct Problems {
+    pending: Vec<String>,
+    said: std::collections::HashSet<String>,
 }
 
 impl Recording {
@@ -68,7 +76,7 @@ impl Recording {
         let rec = Recording {
             dir: dir.to_path_buf(),
             segs: Vec::new(),
-            problems: Mutex::new(Vec::new()),
+            problems: Mutex::new(Problems::default()),
         };
         let mut segs = Vec::new();
         for (path, _) in list {
@@ -102,20 +110,24 @@ impl Recording {
     }
 
     fn problem(&self, p: String) {
-        log::warn!(target: "lookout", "recording: {p}");
-        self.problems
+        let mut problems = self
+            .problems
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .push(p);
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if problems.said.insert(p.clone()) {
+            log::warn!(target: "lookout", "recording: {p}");
+            problems.pending.push(p);
+        }
     }
 
     /// Messages about skipped files and blocks since the last call.
     pub fn take_problems(&self) -> Vec<String> {
         std::mem::take(
-            &mut *self
+            &mut self
                 .problems
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner),
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .pending,
         )
     }
 

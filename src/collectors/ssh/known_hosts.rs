@@ -57,13 +57,15 @@ pub fn lookup_name(host: &str, port: u16) -> String {
 }
 
 /// All key lines of `files` (missing files are empty; malformed lines are skipped, as
-/// OpenSSH skips them).
+/// OpenSSH skips them). A byte that is not UTF-8 spoils only its line, as in OpenSSH, not
+/// the whole file (which made every host of it unknown, and accept-new learn them again).
 fn entries(files: &[PathBuf]) -> Vec<Entry> {
     let mut out = Vec::new();
     for file in files {
-        let Ok(text) = std::fs::read_to_string(file) else {
+        let Ok(bytes) = std::fs::read(file) else {
             continue;
         };
+        let text = String::from_utf8_lossy(&bytes);
         for (i, raw) in text.lines().enumerate() {
             let line = raw.trim();
             if line.is_empty() || line.starts_with('#') {
@@ -259,5 +261,18 @@ mod tests {
         assert!(patterns_match("WEB1.example.com", "*.example.com"));
         assert!(!patterns_match("x", "y"));
         assert!(!hashed_match("localhost", "bad|bad"));
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_spoils_only_itself() {
+        // fuzz/corpus/known_hosts/not-utf8-comment
+        let key = "AAAAC3NzaC1lZDI1NTE5AAAAIJ9Fd4wqMg0S6OJbl/edxmNKHxpExGK9FWSjUPAKiVVG";
+        let dir = tempfile::tempdir().expect("temp dir");
+        let file = dir.path().join("known_hosts");
+        let mut text = b"# caf\xe9 (Latin-1)\n".to_vec();
+        text.extend_from_slice(format!("localhost ssh-ed25519 {key}\n").as_bytes());
+        std::fs::write(&file, &text).expect("write");
+        let key = russh::keys::parse_public_key_base64(key).expect("key");
+        assert_eq!(check_key("localhost", &key, &[file]), Verdict::Trusted);
     }
 }

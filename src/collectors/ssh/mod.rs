@@ -482,8 +482,21 @@ async fn ask(
     }
     let end = format!("\n{} {request}\n", remote::END_MARKER);
     let mut buf = buffers.take();
+    // After the end of the output, how long to wait for the exit status or signal that says
+    // why (sshd sends it right after the end of output when the command dies).
+    const WHY: std::time::Duration = std::time::Duration::from_millis(500);
+    let ended = || lost("connection lost: the remote command ended".to_string());
+    let mut eof = false;
     loop {
-        match channel.wait().await {
+        let msg = if eof {
+            match tokio::time::timeout(WHY, channel.wait()).await {
+                Ok(m) => m,
+                Err(_) => return Err(ended()),
+            }
+        } else {
+            channel.wait().await
+        };
+        match msg {
             Some(ChannelMsg::Data { data }) => {
                 let from = buf.len().saturating_sub(end.len());
                 buf.extend_from_slice(&data);
@@ -505,9 +518,15 @@ async fn ask(
                     "the remote command exited with status {exit_status}"
                 )));
             }
-            Some(ChannelMsg::Eof | ChannelMsg::Close) | None => {
-                return Err(lost("connection lost: the remote command ended".to_string()));
+            Some(ChannelMsg::ExitSignal { signal_name, .. }) => {
+                let name = match signal_name {
+                    russh::Sig::Custom(name) => name,
+                    other => format!("{other:?}"),
+                };
+                return Err(lost(format!("the remote command was killed by signal {name}")));
             }
+            Some(ChannelMsg::Eof) => eof = true,
+            Some(ChannelMsg::Close) | None => return Err(ended()),
             Some(_) => {}
         }
     }

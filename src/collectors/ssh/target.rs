@@ -100,7 +100,13 @@ pub struct Resolver {
 impl Resolver {
     /// Loads `path`; a missing file is an empty config, a malformed one is an error.
     pub fn load(path: &std::path::Path) -> Result<Self, String> {
-        let local = Local::current();
+        Self::load_with(path, Local::current())
+    }
+
+    /// [`Resolver::load`] for another local user (home directory, names): for the fuzz
+    /// targets, which keep every file they read in a scratch directory.
+    #[doc(hidden)]
+    pub fn load_with(path: &std::path::Path, local: Local) -> Result<Self, String> {
         Ok(Resolver {
             config: SshConfig::load(path, &local)?,
             local,

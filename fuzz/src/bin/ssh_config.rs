@@ -1,0 +1,2 @@
+//! Fuzz target `ssh_config` (see src/harness.rs and docs/fuzzing.md).
+lookout_fuzz::target!(ssh_config);
