@@ -478,8 +478,20 @@ pub enum Update {
 }
 
 /// Seconds since the Unix epoch as RFC 3339, the form every timestamp takes in JSON.
+/// Times humantime cannot write (before 1970, after 9999, e.g. from a damaged recording or a
+/// hostile frame: found by fuzzing) are clamped to its range instead of panicking.
 pub fn rfc3339(t: SystemTime) -> String {
-    humantime::format_rfc3339_millis(t).to_string()
+    let last = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(253_402_300_799);
+    humantime::format_rfc3339_millis(t.clamp(SystemTime::UNIX_EPOCH, last)).to_string()
+}
+
+#[cfg(test)]
+#[test]
+fn rfc3339_never_panics_on_times_out_of_range() {
+    let far = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(u64::MAX / 4);
+    assert_eq!(rfc3339(far), "9999-12-31T23:59:59.000Z");
+    let before = SystemTime::UNIX_EPOCH - std::time::Duration::from_secs(10);
+    assert_eq!(rfc3339(before), "1970-01-01T00:00:00.000Z");
 }
 
 /// Removes control characters (escape sequences, bells, newlines) from text that came from a
