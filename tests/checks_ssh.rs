@@ -35,8 +35,7 @@ fn setup() -> Setup {
 
 impl Setup {
     fn trust(&self, sshds: &[&Sshd]) {
-        let lines: Vec<String> = sshds.iter().map(|s| s.known_hosts_line()).collect();
-        std::fs::write(&self.known_hosts, lines.join("\n") + "\n").expect("known_hosts");
+        trust(&self.known_hosts, sshds);
     }
     fn ssh_config(&self, text: &str) {
         std::fs::write(self.dir.path().join("ssh_config"), text).expect("ssh_config");

@@ -273,25 +273,6 @@ async fn alertmanager_down_or_hung_is_reported_and_retried_until_it_is_back() {
     running.engine.abort();
 }
 
-/// An ssh config with `Host alias` entries for loopback sshds.
-fn ssh_alias(dir: &std::path::Path, entries: &[(&str, &Sshd)]) {
-    let text: String = entries
-        .iter()
-        .map(|(a, s)| {
-            format!(
-                "Host {a}\n  HostName {}\n  Port {}\n  User root\n\n",
-                s.addr, s.port
-            )
-        })
-        .collect();
-    std::fs::write(dir.join("ssh_config"), text).expect("ssh_config");
-}
-
-fn trust(known_hosts: &std::path::Path, sshds: &[&Sshd]) {
-    let lines: Vec<String> = sshds.iter().map(|s| s.known_hosts_line()).collect();
-    std::fs::write(known_hosts, lines.join("\n") + "\n").expect("known_hosts");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sampler_killed_mid_sample_is_an_error_and_the_host_comes_back() {
     if !can_run() {

@@ -44,18 +44,8 @@ async fn reload_keeps_unchanged_hosts_and_triggers() {
     let key = keygen(dir.path(), "id_ed25519", "");
     let known_hosts = dir.path().join("known_hosts");
     let [a, b, c] = [0, 1, 2].map(|_| Sshd::start(&[public_key(&key)]));
-    let lines: Vec<String> = [&a, &b, &c].iter().map(|s| s.known_hosts_line()).collect();
-    std::fs::write(&known_hosts, lines.join("\n") + "\n").expect("known_hosts");
-    let aliases: String = [("alpha", &a), ("beta", &b), ("gamma", &c)]
-        .iter()
-        .map(|(n, s)| {
-            format!(
-                "Host {n}\n  HostName {}\n  Port {}\n  User root\n\n",
-                s.addr, s.port
-            )
-        })
-        .collect();
-    std::fs::write(dir.path().join("ssh_config"), aliases).expect("ssh_config");
+    trust(&known_hosts, &[&a, &b, &c]);
+    ssh_alias(dir.path(), &[("alpha", &a), ("beta", &b), ("gamma", &c)]);
 
     // The main file has the settings and includes conf.d, where hosts and triggers live.
     let main = dir.path().join("lookout.toml");

@@ -41,21 +41,11 @@ impl Setup {
         )
     }
     fn trust(&self, sshds: &[&Sshd]) {
-        let lines: Vec<String> = sshds.iter().map(|s| s.known_hosts_line()).collect();
-        std::fs::write(&self.known_hosts, lines.join("\n") + "\n").expect("known_hosts");
+        trust(&self.known_hosts, sshds);
     }
     /// An ssh config giving `alias` the address and port of `sshd`.
     fn alias(&self, entries: &[(&str, &Sshd)]) {
-        let text: String = entries
-            .iter()
-            .map(|(a, s)| {
-                format!(
-                    "Host {a}\n  HostName {}\n  Port {}\n  User root\n\n",
-                    s.addr, s.port
-                )
-            })
-            .collect();
-        std::fs::write(self.dir.path().join("ssh_config"), text).expect("ssh_config");
+        ssh_alias(self.dir.path(), entries);
     }
 }
 

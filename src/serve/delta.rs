@@ -122,34 +122,43 @@ fn readings_of(part: Part<'_>, old: Option<&[Reading]>) -> Option<Vec<Reading>> 
     match part {
         Part::Readings(p) => Some(p.into_owned()),
         Part::Values { changed, values } => {
-            let mut readings = old?.to_vec();
-            if changed.len() != readings.len().div_ceil(8) {
-                return None;
-            }
             let mut new = values.into_iter();
-            for (i, r) in readings.iter_mut().enumerate() {
-                if changed[i / 8] & (1 << (i % 8)) != 0 {
-                    r.value = new.next()?;
-                }
-            }
+            let readings = apply_changed(old?, &changed, |r| {
+                r.value = new.next()?;
+                Some(())
+            })?;
             new.next().is_none().then_some(readings)
         }
         Part::Steps { changed, steps } => {
-            let mut readings = old?.to_vec();
-            if changed.len() != readings.len().div_ceil(8) {
-                return None;
-            }
             let mut moved = steps.into_iter();
-            for (i, r) in readings.iter_mut().enumerate() {
-                if changed[i / 8] & (1 << (i % 8)) != 0 {
-                    let per_unit = steps_per_unit(r.metric.info().unit)?;
-                    let q = step_count(r.value, per_unit)?.checked_add(moved.next()?)?;
-                    r.value = q as f64 / per_unit;
-                }
-            }
+            let readings = apply_changed(old?, &changed, |r| {
+                let per_unit = steps_per_unit(r.metric.info().unit)?;
+                let q = step_count(r.value, per_unit)?.checked_add(moved.next()?)?;
+                r.value = q as f64 / per_unit;
+                Some(())
+            })?;
             moved.next().is_none().then_some(readings)
         }
     }
+}
+
+/// A copy of `old` with `update` applied to the readings whose bit is set in `changed`
+/// (bit i of byte i/8); `None` when the bitmap does not fit or an update fails.
+fn apply_changed(
+    old: &[Reading],
+    changed: &[u8],
+    mut update: impl FnMut(&mut Reading) -> Option<()>,
+) -> Option<Vec<Reading>> {
+    if changed.len() != old.len().div_ceil(8) {
+        return None;
+    }
+    let mut readings = old.to_vec();
+    for (i, r) in readings.iter_mut().enumerate() {
+        if changed[i / 8] & (1 << (i % 8)) != 0 {
+            update(r)?;
+        }
+    }
+    Some(readings)
 }
 
 fn wire_check(c: &CheckReport) -> WireCheck<'_> {

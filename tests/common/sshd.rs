@@ -351,3 +351,23 @@ pub fn describe(snap: &Snapshot) -> String {
         .collect::<Vec<_>>()
         .join("; ")
 }
+
+/// Writes `known_hosts` trusting exactly these sshds' host keys.
+pub fn trust(known_hosts: &Path, sshds: &[&Sshd]) {
+    let lines: Vec<String> = sshds.iter().map(|s| s.known_hosts_line()).collect();
+    std::fs::write(known_hosts, lines.join("\n") + "\n").expect("known_hosts");
+}
+
+/// Writes `dir/ssh_config` with one `Host alias` (address, port, `User root`) per sshd.
+pub fn ssh_alias(dir: &Path, entries: &[(&str, &Sshd)]) {
+    let text: String = entries
+        .iter()
+        .map(|(a, s)| {
+            format!(
+                "Host {a}\n  HostName {}\n  Port {}\n  User root\n\n",
+                s.addr, s.port
+            )
+        })
+        .collect();
+    std::fs::write(dir.join("ssh_config"), text).expect("ssh_config");
+}
