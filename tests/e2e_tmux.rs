@@ -88,7 +88,13 @@ impl Tmux {
         loop {
             let s = self.screen();
             if ok(&s) {
-                return s;
+                // A capture can fall in the middle of a frame being written: take the
+                // screen once more, so the caller's assertions see a whole frame.
+                std::thread::sleep(Duration::from_millis(150));
+                let again = self.screen();
+                if ok(&again) {
+                    return again;
+                }
             }
             if start.elapsed() > timeout {
                 panic!("timed out waiting for {what}; the screen was:\n{s}");
@@ -192,7 +198,9 @@ fn a_person_at_the_keyboard() {
 
     t.keys(&["Enter"]);
     let s = t.wait_for("beta's detail", Duration::from_secs(5), |s| {
-        s.contains("┌beta (here)") && s.contains("Watched processes")
+        // The hint line is written last: a capture taken halfway through the frame holds
+        // the detail's top over the overview's bottom.
+        s.contains("┌beta (here)") && s.contains("Watched processes") && s.contains("Esc back")
     });
     assert!(
         s.contains("status up") && s.contains("via local") && s.contains("Disks") && s.contains("Interfaces"),

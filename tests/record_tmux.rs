@@ -69,7 +69,12 @@ impl Tmux {
         loop {
             let s = self.screen();
             if ok(&s) {
-                return s;
+                // The capture may fall inside a frame being written: check a second one.
+                std::thread::sleep(Duration::from_millis(150));
+                let again = self.screen();
+                if ok(&again) {
+                    return again;
+                }
             }
             assert!(
                 start.elapsed() < timeout,
