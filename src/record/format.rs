@@ -240,6 +240,27 @@ fn read_trailer_index(f: &mut File, file_len: u64) -> Option<Vec<BlockMeta>> {
     parse_index(&payload, file_len)
 }
 
+/// The most one block may decompress to. A block holds a few seconds of data (a key block
+/// of 10,000 hosts is a few MiB), while a crafted block of a few bytes can claim gigabytes:
+/// the reader stops there instead of taking the memory.
+pub const MAX_RAW: u64 = 128 << 20;
+
+/// Decompresses a block's payload, bounded by [`MAX_RAW`].
+pub fn decompress(payload: &[u8]) -> Result<Vec<u8>, String> {
+    decompress_within(payload, MAX_RAW)
+}
+
+fn decompress_within(payload: &[u8], limit: u64) -> Result<Vec<u8>, String> {
+    let fail = |e: std::io::Error| format!("does not decompress: {e}");
+    let decoder = zstd::stream::read::Decoder::with_buffer(payload).map_err(fail)?;
+    let mut raw = Vec::new();
+    decoder.take(limit + 1).read_to_end(&mut raw).map_err(fail)?;
+    if raw.len() as u64 > limit {
+        return Err(format!("decompresses to more than {limit} bytes"));
+    }
+    Ok(raw)
+}
+
 /// Reads and checks the block at `offset`.
 pub fn read_block_at(f: &mut File, offset: u64, file_len: u64) -> Result<(BlockMeta, Vec<u8>), String> {
     let mut h = [0u8; BLOCK_HEADER_LEN];
@@ -307,4 +328,19 @@ fn find_magic(f: &mut File, from: u64, file_len: u64) -> std::io::Result<Option<
     let mut rest = Vec::with_capacity((file_len - from) as usize);
     f.read_to_end(&mut rest)?;
     Ok(memchr::memmem::find(&rest, BLOCK_MAGIC).map(|i| from + i as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_block_that_claims_more_than_the_limit_is_refused_not_allocated() {
+        let bomb = zstd::bulk::compress(&vec![0u8; 1 << 20], 3).unwrap();
+        assert!(bomb.len() < 200, "{} bytes", bomb.len());
+        let e = decompress_within(&bomb, 1000).unwrap_err();
+        assert!(e.contains("more than 1000 bytes"), "{e}");
+        assert_eq!(decompress_within(&bomb, 1 << 20).unwrap().len(), 1 << 20);
+        assert!(decompress(b"not zstd").unwrap_err().contains("does not decompress"));
+    }
 }

@@ -252,8 +252,7 @@ impl Recording {
             let mut key_ok = true;
             for (i, b) in data.iter().enumerate().skip(keys[start]) {
                 let result = format::read_block_at(&mut file, b.offset, len).and_then(|(_, payload)| {
-                    let raw = zstd::stream::decode_all(&payload[..])
-                        .map_err(|e| format!("does not decompress: {e}"))?;
+                    let raw = format::decompress(&payload)?;
                     d.apply(b.is_key(), &raw, t, i >= full_from)
                         .map_err(|e| format!("block at offset {}: {e}", b.offset))
                 });
@@ -289,7 +288,7 @@ impl Recording {
             let mut d = Decoder::default();
             for b in seg.index.blocks.iter().filter(|b| b.kind == Kind::Data) {
                 let ok = format::read_block_at(&mut file, b.offset, len).is_ok_and(|(_, payload)| {
-                    zstd::stream::decode_all(&payload[..])
+                    format::decompress(&payload)
                         .is_ok_and(|raw| d.apply(b.is_key(), &raw, i64::MAX, true).is_ok())
                 });
                 bad += usize::from(!ok);
@@ -324,8 +323,7 @@ impl Recording {
                 };
                 let len = f.metadata().map_or(0, |x| x.len());
                 let result = format::read_block_at(f, m.offset, len).and_then(|(_, payload)| {
-                    let raw = zstd::stream::decode_all(&payload[..])
-                        .map_err(|e| format!("does not decompress: {e}"))?;
+                    let raw = format::decompress(&payload)?;
                     decode_events(&raw).map_err(|e| format!("block at offset {}: {e}", m.offset))
                 });
                 match result {
