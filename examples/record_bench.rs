@@ -26,6 +26,7 @@ use lookout::model::{HostStatus, Metric, Reading, Sample, Source, Update};
 use lookout::record::Recording;
 use lookout::record::chunk::{Encoder, ms};
 use lookout::record::format::{self, BlockMeta, Kind};
+use lookout::record::writer::ZSTD_LEVEL;
 
 const INTERVAL: Duration = Duration::from_secs(2);
 /// Snapshots per interval (the engine publishes at most every 250 ms).
@@ -161,11 +162,11 @@ impl Variant {
 fn size(hosts: usize, minutes: u64) {
     let mut fleet = Fleet::new(hosts);
     let mut variants = vec![
-        Variant::new("scaled-integer deltas + zstd 3 (stored)", false, 3),
+        Variant::new("scaled-integer deltas + zstd 9 (stored)", false, ZSTD_LEVEL),
+        Variant::new("scaled-integer deltas + zstd 3", false, 3),
         Variant::new("scaled-integer deltas + zstd 1", false, 1),
-        Variant::new("scaled-integer deltas + zstd 9", false, 9),
-        Variant::new("lossless (raw bits off-step) + zstd 3", true, 3),
-        Variant::new("stored codec, process detail left out", false, 3),
+        Variant::new("lossless (raw bits off-step) + zstd 9", true, ZSTD_LEVEL),
+        Variant::new("stored codec, process detail left out", false, ZSTD_LEVEL),
     ];
     // The last variant sees each host's view without its process list (same Arc per view).
     let mut stripped: Vec<Option<(Arc<lookout::snapshot::HostView>, Arc<lookout::snapshot::HostView>)>> =
@@ -310,7 +311,7 @@ fn write_synthetic(dir: &std::path::Path, hosts: usize, hours: u64) {
                 enc.add_snapshot(&snap);
             }
             if let Some((flags, t0, t1, raw)) = enc.take_block() {
-                let z = zstd::bulk::compress(&raw, 3).expect("zstd");
+                let z = zstd::bulk::compress(&raw, ZSTD_LEVEL).expect("zstd");
                 blocks.push(BlockMeta {
                     offset: out.len() as u64,
                     kind: Kind::Data,
