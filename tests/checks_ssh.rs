@@ -164,13 +164,14 @@ async fn a_hung_remote_check_is_killed_on_the_host_and_samples_go_on() {
         "[[check]]\nname = \"hang\"\ncommand = \"sh -c 'sleep 300; : {marker}' & (sleep 301; : {marker}) & sleep 302; : {marker}\"\ntimeout = \"1s\"\ninterval = \"1s\"\n\
          [[check]]\nname = \"flood\"\ncommand = \"head -c 100000000 /dev/zero; : {marker}\"\ntimeout = \"5s\"\ninterval = \"1s\"\n\
          [[check]]\nname = \"missing\"\ncommand = \"nosuchcommand-lookout\"\ninterval = \"1s\"\n\
-         [[check]]\nname = \"answer\"\ncommand = \"echo 42\"\ninterval = \"1s\"\n"
+         [[check]]\nname = \"answer\"\ncommand = \"echo 42\"\ninterval = \"1s\"\n\
+         [[check]]\nname = \"background\"\ncommand = \"sh -c 'sleep 303; : {marker}' & echo 7\"\ninterval = \"1s\"\n"
     );
     let config = parse_config(&s.config("[[hosts]]\nnames = [\"nshost\"]\n", &checks));
     let running = lookout::runtime::start(config.clone());
     let mut rx = running.snapshots.clone();
     let snap = wait_for(&mut rx, Duration::from_secs(20), "every check reported", |s| {
-        host(s, "nshost").checks.len() == 4
+        host(s, "nshost").checks.len() == 5
     })
     .await;
     let h = host(&snap, "nshost");
@@ -200,6 +201,11 @@ async fn a_hung_remote_check_is_killed_on_the_host_and_samples_go_on() {
         (answer.status, answer.readings.get(1).map(|r| r.value)),
         (0, Some(42.0))
     );
+    // A background child holding stdout neither holds the answer back nor stays behind
+    // (the look on the host at the end).
+    let bg = h.check("background").expect("background");
+    assert_eq!((bg.status, bg.readings.get(1).map(|r| r.value)), (0, Some(7.0)));
+    assert!(bg.duration_ms < 2000.0, "{}", bg.duration_ms);
     // The base samples never waited for the hung check.
     let rounds = h.rounds;
     let later = wait_for(&mut rx, Duration::from_secs(10), "more samples", |s| {

@@ -47,12 +47,32 @@ pub async fn local(command: &str, timeout: Duration, max_output: usize) -> Outco
     };
     let err_task = tokio::spawn(read_bounded(stderr, STDERR_LIMIT));
     let run = async {
-        let (out, over) = read_bounded(stdout, max_output).await;
-        if over {
-            return (None, out, true);
+        let mut stdout = stdout;
+        let (mut out, mut buf) = (Vec::new(), [0u8; 8192]);
+        let mut status = None;
+        let mut eof = false;
+        // Output still on its way when the command exits gets a short grace; a background
+        // child that holds the pipe open does not hold the result back.
+        let grace = tokio::time::sleep(Duration::MAX);
+        tokio::pin!(grace);
+        while !(eof && status.is_some()) {
+            tokio::select! {
+                r = stdout.read(&mut buf), if !eof => match r {
+                    Ok(0) | Err(_) => eof = true,
+                    Ok(n) if out.len() + n > max_output => {
+                        out.extend_from_slice(&buf[..max_output - out.len()]);
+                        return (None, out, true);
+                    }
+                    Ok(n) => out.extend_from_slice(&buf[..n]),
+                },
+                s = child.wait(), if status.is_none() => {
+                    status = Some(s.ok());
+                    grace.as_mut().reset(tokio::time::Instant::now() + OUTPUT_GRACE);
+                }
+                () = &mut grace => break,
+            }
         }
-        let status = child.wait().await.ok();
-        (status, out, false)
+        (status.flatten(), out, false)
     };
     let (exit, stdout) = match tokio::time::timeout(timeout, run).await {
         Ok((_, out, true)) => (Exit::TooMuchOutput(max_output), out),
@@ -135,8 +155,12 @@ fn signal_name(s: i32) -> String {
 /// token (found through /proc/PID/environ, so children that left the tree or their process
 /// group are found too). Once it fires, the watchdog ignores the wrapper's TERM, so the
 /// wrapper waits for the kill to finish and then reports the timeout (exit 124 and a marker
-/// on stderr); it ignores SIGPIPE and SIGHUP, so it does its work also when lookout has gone. Neither `setsid` nor `timeout` is needed, and job control (which
-/// dash refuses without a terminal) is not used.
+/// on stderr); it ignores SIGPIPE and SIGHUP, so it does its work also when lookout has gone.
+/// When the command exits in time, whatever it left running in the background (a child
+/// holding stdout would keep the channel open) is sent TERM with the wrapper's process
+/// group, which sshd made the wrapper lead (checked in /proc first; where it does not lead
+/// one, only the watchdog is stopped). Neither `setsid` nor `timeout` is needed, and job
+/// control (which dash refuses without a terminal) is not used.
 const WRAPPER: &str = r#"t=$1 k=$2
 LOOKOUT_CHECK=$k sh -c "$3" </dev/null &
 p=$!
@@ -155,7 +179,8 @@ exit 124
 ) </dev/null >/dev/null 2>&1 &
 w=$!
 wait $p; r=$?
-kill $w 2>/dev/null
+read -r _ _ _ _ g _ </proc/$$/stat 2>/dev/null
+if [ "$g" = $$ ]; then trap '' TERM; kill -TERM 0 2>/dev/null; else kill $w 2>/dev/null; fi
 wait $w
 if [ $? -eq 124 ]; then echo "@@lookout-check-timeout" >&2; exit 124; fi
 exit $r"#;
@@ -327,12 +352,17 @@ mod tests {
         assert!(started.elapsed() < Duration::from_secs(10));
         tokio::time::sleep(Duration::from_millis(100)).await;
         assert!(!running(&marker), "a process of the hung check is left");
-        // A detached background child (output not held) does not outlive its check either.
-        let cmd = format!("sh -c 'sleep 300; : {marker}-bg' >/dev/null 2>&1 & echo 1");
-        let o = local(&cmd, Duration::from_secs(5), 1024).await;
-        assert_eq!(o.exit, Exit::Code(0));
-        tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!running(&format!("{marker}-bg")));
+        // A detached background child (output not held) does not outlive its check either,
+        // and one that holds stdout does not hold the result back.
+        for redirect in [">/dev/null 2>&1", ""] {
+            let cmd = format!("sh -c 'sleep 300; : {marker}-bg' {redirect} & echo 1");
+            let started = std::time::Instant::now();
+            let o = local(&cmd, Duration::from_secs(5), 1024).await;
+            assert_eq!((o.exit, &o.stdout[..]), (Exit::Code(0), &b"1\n"[..]), "{cmd}");
+            assert!(started.elapsed() < Duration::from_secs(2), "{cmd}: {:?}", started.elapsed());
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            assert!(!running(&format!("{marker}-bg")), "{cmd}");
+        }
     }
 
     #[tokio::test]
@@ -342,9 +372,11 @@ mod tests {
         let cmd = format!("sh -c 'sleep 300; : {marker}' & (sleep 302; : {marker}) & sleep 301; : {marker}");
         let line = remote_command(&cmd, Duration::from_secs(1), "feedface");
         let started = std::time::Instant::now();
+        // Its own process group, as sshd gives it (the wrapper signals its group).
         let out = tokio::process::Command::new("sh")
             .arg("-c")
             .arg(&line)
+            .process_group(0)
             .output()
             .await
             .expect("sh runs");
@@ -357,10 +389,12 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!running(&marker), "a process of the hung check is left");
         // A quick command: its status and output, and no watchdog left behind.
+        use std::os::unix::process::CommandExt;
         let line = remote_command("echo hi; exit 4", Duration::from_secs(97), "0ddba11");
         let out = std::process::Command::new("sh")
             .arg("-c")
             .arg(&line)
+            .process_group(0)
             .output()
             .expect("sh runs");
         assert_eq!(out.status.code(), Some(4));
@@ -368,5 +402,20 @@ mod tests {
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!running("lookout-check 97 0ddba11"), "the wrapper is left");
         assert!(!running("sleep 97"), "the watchdog is left");
+        // A background child holding stdout: the answer comes at once, the child goes.
+        let cmd = format!("sh -c 'sleep 300; : {marker}-bg' & echo 5");
+        let line = remote_command(&cmd, Duration::from_secs(96), "0ddba12");
+        let started = std::time::Instant::now();
+        let out = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(&line)
+            .process_group(0)
+            .output()
+            .expect("sh runs");
+        assert_eq!((out.status.code(), &out.stdout[..]), (Some(0), &b"5\n"[..]));
+        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(!running(&format!("{marker}-bg")), "the background child is left");
+        assert!(!running("sleep 96"), "the watchdog is left");
     }
 }
