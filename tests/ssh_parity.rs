@@ -2,15 +2,15 @@
 //! lookout config, only a HOME whose ~/.ssh holds the ssh config, keys and known_hosts.
 //! A host reached with no config at all, a user certificate accepted by `TrustedUserCAKeys`
 //! (and refused when expired), a host certificate trusted through `@cert-authority`, a
-//! `@revoked` host key refused, and a host reached only by `ProxyCommand ssh -W %h:%p
-//! jumpbox` (inside network namespaces this test creates).
+//! `@revoked` host key refused (both also with hashed host names), and a host reached only
+//! by `ProxyCommand ssh -W %h:%p jumpbox` (inside network namespaces this test creates).
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::sshd::{Sshd, can_run, keygen, public_key, run};
+use common::sshd::{Sshd, can_run, hashed_name, keygen, public_key, run};
 
 /// A fresh HOME with ~/.ssh (0700) and a key pair `id_test` in it.
 struct Home {
@@ -206,6 +206,33 @@ fn host_certificate_through_cert_authority_and_revoked_key_refused() {
         &format!("{}\n@revoked * {key}\n", sshd.known_hosts_line()),
     );
     // Without the certificate on offer (no CA line), the plain key is what is checked.
+    let (status, error) = home.status("certhost");
+    assert_eq!(status, "host_key_mismatch", "{error}");
+    assert!(error.contains("@revoked"), "{error}");
+
+    // Hashed names on marker lines (as `ssh-keygen -H` hashes `[127.0.0.1]:PORT`): a hashed
+    // `@cert-authority` line vouches for the host certificate...
+    let hashed = hashed_name(&format!("[127.0.0.1]:{}", sshd.port));
+    let hashed_ca = ca_line.replace("[127.0.0.1]:*", &hashed);
+    home.write("known_hosts", &hashed_ca);
+    let (status, error) = home.status("certhost");
+    assert_eq!(status, "up", "{error}");
+    // ...a hashed name in a list is no name at all (OpenSSH hashes whole fields only)...
+    home.write(
+        "known_hosts",
+        &ca_line.replace("[127.0.0.1]:*", &format!("other.example.com,{hashed}")),
+    );
+    let (status, error) = home.status("certhost");
+    assert_eq!(status, "host_key_mismatch", "{error}");
+    // ...and a hashed `@revoked` line refuses the certificate's key, and the plain key.
+    home.write("known_hosts", &format!("{hashed_ca}@revoked {hashed} {key}\n"));
+    let (status, error) = home.status("certhost");
+    assert_eq!(status, "host_key_mismatch", "{error}");
+    assert!(error.contains("@revoked"), "{error}");
+    home.write(
+        "known_hosts",
+        &format!("{}\n@revoked {hashed} {key}\n", sshd.known_hosts_line()),
+    );
     let (status, error) = home.status("certhost");
     assert_eq!(status, "host_key_mismatch", "{error}");
     assert!(error.contains("@revoked"), "{error}");

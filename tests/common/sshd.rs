@@ -352,6 +352,20 @@ pub fn describe(snap: &Snapshot) -> String {
         .join("; ")
 }
 
+/// `name` hashed as `ssh-keygen -H` writes it in known_hosts (`|1|salt|hash`), made by
+/// OpenSSH itself, not by lookout's code.
+pub fn hashed_name(name: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("known_hosts");
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ9Fd4wqMg0S6OJbl/edxmNKHxpExGK9FWSjUPAKiVVG";
+    std::fs::write(&file, format!("{name} {key}\n")).expect("known_hosts");
+    run("ssh-keygen", &["-q", "-H", "-f", file.to_str().expect("utf8")]);
+    let text = std::fs::read_to_string(&file).expect("hashed");
+    let field = text.split_whitespace().next().unwrap_or("").to_string();
+    assert!(field.starts_with("|1|"), "{text}");
+    field
+}
+
 /// Writes `known_hosts` trusting exactly these sshds' host keys.
 pub fn trust(known_hosts: &Path, sshds: &[&Sshd]) {
     let lines: Vec<String> = sshds.iter().map(|s| s.known_hosts_line()).collect();
