@@ -10,7 +10,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::sshd::{Sshd, can_run, hashed_name, keygen, public_key, run};
+use common::sshd::{Agent, Sshd, can_run, hashed_name, keygen, public_key, run};
 
 /// A fresh HOME with ~/.ssh (0700) and a key pair `id_test` in it.
 struct Home {
@@ -149,6 +149,70 @@ fn user_certificate_accepted_by_trusted_ca_and_refused_when_expired() {
     let (status, error) = home.status("certified");
     assert_eq!(status, "auth_failed", "{error}");
     assert!(error.contains("expired-cert.pub"), "{error}");
+}
+
+#[test]
+fn user_certificate_held_only_by_the_agent() {
+    if !can_run() {
+        return;
+    }
+    let home = Home::new();
+    let ca_dir = tempfile::tempdir().expect("ca");
+    let ca = keygen(ca_dir.path(), "user_ca", "");
+    // No authorized key: only a certificate signed by the CA gets in.
+    let sshd = Sshd::start_with(&[], &format!("TrustedUserCAKeys {}.pub", ca.display()));
+    home.write("known_hosts", &(sshd.known_hosts_line() + "\n"));
+    let agent_dir = tempfile::tempdir().expect("agent dir");
+    let agent = Agent::start(agent_dir.path());
+    let key = home.key();
+    sign(
+        &ca,
+        "agentcert",
+        &["-n", "root", "-V", "-5m:+1h"],
+        &key.with_extension("pub"),
+    );
+    agent.add(&key, "", agent_dir.path());
+    let listed = agent.list();
+    assert!(listed.contains("ED25519-CERT"), "{listed}");
+    // Nothing on disk for lookout to find: key, public half and certificate are gone.
+    for f in ["id_test", "id_test.pub", "id_test-cert.pub"] {
+        std::fs::remove_file(home.ssh().join(f)).expect("rm");
+    }
+    let block = format!(
+        "Host agentcert\n  HostName {}\n  Port {}\n  User root\n",
+        sshd.addr, sshd.port
+    );
+
+    // The agent named by IdentityAgent (no SSH_AUTH_SOCK in lookout's environment).
+    home.write(
+        "config",
+        &format!("{block}  IdentityAgent {}\n", agent.socket.display()),
+    );
+    let (status, error) = home.status("agentcert");
+    assert_eq!(status, "up", "{error}");
+    let log = sshd.log_text();
+    assert!(
+        log.contains("Accepted publickey for root") && log.contains("ID agentcert"),
+        "{log}"
+    );
+
+    // The agent of SSH_AUTH_SOCK, as `ssh` finds it.
+    home.write("config", &block);
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["snapshot", "--json", "--rounds", "1", "agentcert"])
+        .env("HOME", home.dir.path())
+        .env("USER", "root")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .expect("lookout");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["hosts"][0]["status"], "up", "{v}");
+
+    // Without the agent the same host is refused: the certificate was what got in.
+    home.write("config", &format!("{block}  IdentityAgent none\n"));
+    let (status, error) = home.status("agentcert");
+    assert_eq!(status, "auth_failed", "{error}");
 }
 
 #[test]
