@@ -4,57 +4,10 @@
 
 mod common;
 
-use std::process::Command;
 use std::time::Duration;
 
 use common::sshd::*;
 use lookout::model::HostStatus;
-
-/// A running ssh-agent, killed on drop.
-struct Agent {
-    pid: u32,
-    socket: std::path::PathBuf,
-}
-
-impl Agent {
-    fn start(dir: &std::path::Path) -> Agent {
-        let socket = dir.join("agent.sock");
-        let out = run("ssh-agent", &["-s", "-a", socket.to_str().expect("utf8")]);
-        let pid = out
-            .split(';')
-            .find_map(|p| p.trim().strip_prefix("SSH_AGENT_PID="))
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| panic!("no agent pid in {out}"));
-        Agent { pid, socket }
-    }
-
-    /// Adds a passphrase-protected key, answering the prompt through SSH_ASKPASS.
-    fn add(&self, key: &std::path::Path, passphrase: &str, dir: &std::path::Path) {
-        let askpass = dir.join("askpass.sh");
-        std::fs::write(&askpass, format!("#!/bin/sh\necho '{passphrase}'\n")).expect("askpass");
-        run("chmod", &["700", askpass.to_str().expect("utf8")]);
-        let out = Command::new("ssh-add")
-            .arg(key)
-            .env("SSH_AUTH_SOCK", &self.socket)
-            .env("SSH_ASKPASS", &askpass)
-            .env("SSH_ASKPASS_REQUIRE", "force")
-            .env("DISPLAY", ":0")
-            .stdin(std::process::Stdio::null())
-            .output()
-            .expect("ssh-add");
-        assert!(
-            out.status.success(),
-            "ssh-add: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    }
-}
-
-impl Drop for Agent {
-    fn drop(&mut self) {
-        let _ = Command::new("kill").arg(self.pid.to_string()).output();
-    }
-}
 
 #[test]
 fn passphrase_protected_key_through_the_agent() {

@@ -2,15 +2,15 @@
 //! lookout config, only a HOME whose ~/.ssh holds the ssh config, keys and known_hosts.
 //! A host reached with no config at all, a user certificate accepted by `TrustedUserCAKeys`
 //! (and refused when expired), a host certificate trusted through `@cert-authority`, a
-//! `@revoked` host key refused, and a host reached only by `ProxyCommand ssh -W %h:%p
-//! jumpbox` (inside network namespaces this test creates).
+//! `@revoked` host key refused (both also with hashed host names), and a host reached only
+//! by `ProxyCommand ssh -W %h:%p jumpbox` (inside network namespaces this test creates).
 
 mod common;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use common::sshd::{Sshd, can_run, keygen, public_key, run};
+use common::sshd::{Agent, Sshd, can_run, hashed_name, keygen, public_key, run};
 
 /// A fresh HOME with ~/.ssh (0700) and a key pair `id_test` in it.
 struct Home {
@@ -152,6 +152,70 @@ fn user_certificate_accepted_by_trusted_ca_and_refused_when_expired() {
 }
 
 #[test]
+fn user_certificate_held_only_by_the_agent() {
+    if !can_run() {
+        return;
+    }
+    let home = Home::new();
+    let ca_dir = tempfile::tempdir().expect("ca");
+    let ca = keygen(ca_dir.path(), "user_ca", "");
+    // No authorized key: only a certificate signed by the CA gets in.
+    let sshd = Sshd::start_with(&[], &format!("TrustedUserCAKeys {}.pub", ca.display()));
+    home.write("known_hosts", &(sshd.known_hosts_line() + "\n"));
+    let agent_dir = tempfile::tempdir().expect("agent dir");
+    let agent = Agent::start(agent_dir.path());
+    let key = home.key();
+    sign(
+        &ca,
+        "agentcert",
+        &["-n", "root", "-V", "-5m:+1h"],
+        &key.with_extension("pub"),
+    );
+    agent.add(&key, "", agent_dir.path());
+    let listed = agent.list();
+    assert!(listed.contains("ED25519-CERT"), "{listed}");
+    // Nothing on disk for lookout to find: key, public half and certificate are gone.
+    for f in ["id_test", "id_test.pub", "id_test-cert.pub"] {
+        std::fs::remove_file(home.ssh().join(f)).expect("rm");
+    }
+    let block = format!(
+        "Host agentcert\n  HostName {}\n  Port {}\n  User root\n",
+        sshd.addr, sshd.port
+    );
+
+    // The agent named by IdentityAgent (no SSH_AUTH_SOCK in lookout's environment).
+    home.write(
+        "config",
+        &format!("{block}  IdentityAgent {}\n", agent.socket.display()),
+    );
+    let (status, error) = home.status("agentcert");
+    assert_eq!(status, "up", "{error}");
+    let log = sshd.log_text();
+    assert!(
+        log.contains("Accepted publickey for root") && log.contains("ID agentcert"),
+        "{log}"
+    );
+
+    // The agent of SSH_AUTH_SOCK, as `ssh` finds it.
+    home.write("config", &block);
+    let out = Command::new(env!("CARGO_BIN_EXE_lookout"))
+        .args(["snapshot", "--json", "--rounds", "1", "agentcert"])
+        .env("HOME", home.dir.path())
+        .env("USER", "root")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("SSH_AUTH_SOCK", &agent.socket)
+        .output()
+        .expect("lookout");
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["hosts"][0]["status"], "up", "{v}");
+
+    // Without the agent the same host is refused: the certificate was what got in.
+    home.write("config", &format!("{block}  IdentityAgent none\n"));
+    let (status, error) = home.status("agentcert");
+    assert_eq!(status, "auth_failed", "{error}");
+}
+
+#[test]
 fn host_certificate_through_cert_authority_and_revoked_key_refused() {
     if !can_run() {
         return;
@@ -206,6 +270,33 @@ fn host_certificate_through_cert_authority_and_revoked_key_refused() {
         &format!("{}\n@revoked * {key}\n", sshd.known_hosts_line()),
     );
     // Without the certificate on offer (no CA line), the plain key is what is checked.
+    let (status, error) = home.status("certhost");
+    assert_eq!(status, "host_key_mismatch", "{error}");
+    assert!(error.contains("@revoked"), "{error}");
+
+    // Hashed names on marker lines (as `ssh-keygen -H` hashes `[127.0.0.1]:PORT`): a hashed
+    // `@cert-authority` line vouches for the host certificate...
+    let hashed = hashed_name(&format!("[127.0.0.1]:{}", sshd.port));
+    let hashed_ca = ca_line.replace("[127.0.0.1]:*", &hashed);
+    home.write("known_hosts", &hashed_ca);
+    let (status, error) = home.status("certhost");
+    assert_eq!(status, "up", "{error}");
+    // ...a hashed name in a list is no name at all (OpenSSH hashes whole fields only)...
+    home.write(
+        "known_hosts",
+        &ca_line.replace("[127.0.0.1]:*", &format!("other.example.com,{hashed}")),
+    );
+    let (status, error) = home.status("certhost");
+    assert_eq!(status, "host_key_mismatch", "{error}");
+    // ...and a hashed `@revoked` line refuses the certificate's key, and the plain key.
+    home.write("known_hosts", &format!("{hashed_ca}@revoked {hashed} {key}\n"));
+    let (status, error) = home.status("certhost");
+    assert_eq!(status, "host_key_mismatch", "{error}");
+    assert!(error.contains("@revoked"), "{error}");
+    home.write(
+        "known_hosts",
+        &format!("{}\n@revoked {hashed} {key}\n", sshd.known_hosts_line()),
+    );
     let (status, error) = home.status("certhost");
     assert_eq!(status, "host_key_mismatch", "{error}");
     assert!(error.contains("@revoked"), "{error}");

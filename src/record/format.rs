@@ -341,6 +341,10 @@ mod tests {
         let e = decompress_within(&bomb, 1000).unwrap_err();
         assert!(e.contains("more than 1000 bytes"), "{e}");
         assert_eq!(decompress_within(&bomb, 1 << 20).unwrap().len(), 1 << 20);
-        assert!(decompress(b"not zstd").unwrap_err().contains("does not decompress"));
+        assert!(
+            decompress(b"not zstd")
+                .unwrap_err()
+                .contains("does not decompress")
+        );
     }
 }

@@ -352,6 +352,20 @@ pub fn describe(snap: &Snapshot) -> String {
         .join("; ")
 }
 
+/// `name` hashed as `ssh-keygen -H` writes it in known_hosts (`|1|salt|hash`), made by
+/// OpenSSH itself, not by lookout's code.
+pub fn hashed_name(name: &str) -> String {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("known_hosts");
+    let key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIJ9Fd4wqMg0S6OJbl/edxmNKHxpExGK9FWSjUPAKiVVG";
+    std::fs::write(&file, format!("{name} {key}\n")).expect("known_hosts");
+    run("ssh-keygen", &["-q", "-H", "-f", file.to_str().expect("utf8")]);
+    let text = std::fs::read_to_string(&file).expect("hashed");
+    let field = text.split_whitespace().next().unwrap_or("").to_string();
+    assert!(field.starts_with("|1|"), "{text}");
+    field
+}
+
 /// Writes `known_hosts` trusting exactly these sshds' host keys.
 pub fn trust(known_hosts: &Path, sshds: &[&Sshd]) {
     let lines: Vec<String> = sshds.iter().map(|s| s.known_hosts_line()).collect();
@@ -370,4 +384,61 @@ pub fn ssh_alias(dir: &Path, entries: &[(&str, &Sshd)]) {
         })
         .collect();
     std::fs::write(dir.join("ssh_config"), text).expect("ssh_config");
+}
+
+/// A running ssh-agent, killed on drop.
+pub struct Agent {
+    pid: u32,
+    pub socket: std::path::PathBuf,
+}
+
+impl Agent {
+    pub fn start(dir: &std::path::Path) -> Agent {
+        let socket = dir.join("agent.sock");
+        let out = run("ssh-agent", &["-s", "-a", socket.to_str().expect("utf8")]);
+        let pid = out
+            .split(';')
+            .find_map(|p| p.trim().strip_prefix("SSH_AGENT_PID="))
+            .and_then(|p| p.parse().ok())
+            .unwrap_or_else(|| panic!("no agent pid in {out}"));
+        Agent { pid, socket }
+    }
+
+    /// Adds a key (with the `-cert.pub` beside it, which ssh-add loads too), answering a
+    /// passphrase prompt through SSH_ASKPASS.
+    pub fn add(&self, key: &std::path::Path, passphrase: &str, dir: &std::path::Path) {
+        let askpass = dir.join("askpass.sh");
+        std::fs::write(&askpass, format!("#!/bin/sh\necho '{passphrase}'\n")).expect("askpass");
+        run("chmod", &["700", askpass.to_str().expect("utf8")]);
+        let out = Command::new("ssh-add")
+            .arg(key)
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .env("SSH_ASKPASS", &askpass)
+            .env("SSH_ASKPASS_REQUIRE", "force")
+            .env("DISPLAY", ":0")
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("ssh-add");
+        assert!(
+            out.status.success(),
+            "ssh-add: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// `ssh-add -l`: one line per identity the agent holds (certificates end in `-CERT)`).
+    pub fn list(&self) -> String {
+        let out = Command::new("ssh-add")
+            .arg("-l")
+            .env("SSH_AUTH_SOCK", &self.socket)
+            .output()
+            .expect("ssh-add -l");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg(self.pid.to_string()).output();
+    }
 }
