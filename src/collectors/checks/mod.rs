@@ -202,7 +202,9 @@ pub async fn run_host(
                     let Ok(_permit) = permits.acquire().await else {
                         return;
                     };
-                    run_once(check, runner, limits).await
+                    // Boxed: a run's state (pipes, buffers, the channel) lives only while it
+                    // runs; inline, every idle loop kept ~8 KB, 170 MB at 1,000 hosts x 20.
+                    Box::pin(run_once(check, runner, limits)).await
                 };
                 if tx
                     .send(Update::Check {
@@ -223,7 +225,9 @@ pub async fn run_host(
             }
         }
     });
-    futures::future::join_all(loops).await;
+    // Only the loops that were woken are polled (join_all polls all twenty on every wake).
+    let mut loops: futures::stream::FuturesUnordered<_> = loops.collect();
+    while futures::StreamExt::next(&mut loops).await.is_some() {}
     false
 }
 

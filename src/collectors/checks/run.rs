@@ -359,7 +359,11 @@ mod tests {
             let started = std::time::Instant::now();
             let o = local(&cmd, Duration::from_secs(5), 1024).await;
             assert_eq!((o.exit, &o.stdout[..]), (Exit::Code(0), &b"1\n"[..]), "{cmd}");
-            assert!(started.elapsed() < Duration::from_secs(2), "{cmd}: {:?}", started.elapsed());
+            assert!(
+                started.elapsed() < Duration::from_secs(2),
+                "{cmd}: {:?}",
+                started.elapsed()
+            );
             tokio::time::sleep(Duration::from_millis(100)).await;
             assert!(!running(&format!("{marker}-bg")), "{cmd}");
         }
@@ -413,7 +417,11 @@ mod tests {
             .output()
             .expect("sh runs");
         assert_eq!((out.status.code(), &out.stdout[..]), (Some(0), &b"5\n"[..]));
-        assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
+        assert!(
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
         assert!(!running(&format!("{marker}-bg")), "the background child is left");
         assert!(!running("sleep 96"), "the watchdog is left");
