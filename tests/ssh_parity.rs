@@ -101,17 +101,23 @@ fn web_direct_with_no_config_is_up_and_check_shows_the_resolution() {
     assert!(sshd.log_text().contains("Accepted publickey for root"));
 }
 
+/// A user CA (its key in the returned directory) and an sshd with no authorized key that
+/// trusts it: only a certificate the CA signed gets in. `home` knows the sshd's host key.
+fn user_ca_sshd(home: &Home) -> (tempfile::TempDir, PathBuf, Sshd) {
+    let ca_dir = tempfile::tempdir().expect("ca");
+    let ca = keygen(ca_dir.path(), "user_ca", "");
+    let sshd = Sshd::start_with(&[], &format!("TrustedUserCAKeys {}.pub", ca.display()));
+    home.write("known_hosts", &(sshd.known_hosts_line() + "\n"));
+    (ca_dir, ca, sshd)
+}
+
 #[test]
 fn user_certificate_accepted_by_trusted_ca_and_refused_when_expired() {
     if !can_run() {
         return;
     }
     let home = Home::new();
-    let ca_dir = tempfile::tempdir().expect("ca");
-    let ca = keygen(ca_dir.path(), "user_ca", "");
-    // No authorized key at all: only a certificate signed by the CA gets in.
-    let sshd = Sshd::start_with(&[], &format!("TrustedUserCAKeys {}.pub", ca.display()));
-    home.write("known_hosts", &(sshd.known_hosts_line() + "\n"));
+    let (_ca_dir, ca, sshd) = user_ca_sshd(&home);
     home.write("config", &host_block("certified", &sshd, ""));
     let key_pub = home.ssh().join("id_test.pub");
 
@@ -157,11 +163,7 @@ fn user_certificate_held_only_by_the_agent() {
         return;
     }
     let home = Home::new();
-    let ca_dir = tempfile::tempdir().expect("ca");
-    let ca = keygen(ca_dir.path(), "user_ca", "");
-    // No authorized key: only a certificate signed by the CA gets in.
-    let sshd = Sshd::start_with(&[], &format!("TrustedUserCAKeys {}.pub", ca.display()));
-    home.write("known_hosts", &(sshd.known_hosts_line() + "\n"));
+    let (_ca_dir, ca, sshd) = user_ca_sshd(&home);
     let agent_dir = tempfile::tempdir().expect("agent dir");
     let agent = Agent::start(agent_dir.path());
     let key = home.key();

@@ -369,60 +369,57 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn the_remote_wrapper_kills_what_the_check_started_at_its_timeout() {
+    /// Runs a remote command line with sh here the way the remote login shell would: in
+    /// its own process group, as sshd gives it (the wrapper signals its group).
+    fn run_wrapped(line: &str) -> std::process::Output {
+        use std::os::unix::process::CommandExt;
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(line)
+            .process_group(0)
+            .output()
+            .expect("sh runs")
+    }
+
+    #[test]
+    fn the_remote_wrapper_kills_what_the_check_started_at_its_timeout() {
         // The wrapper is plain sh: run it here the way the remote login shell would.
         let marker = format!("lookout-wrap-{}", std::process::id());
         let cmd = format!("sh -c 'sleep 300; : {marker}' & (sleep 302; : {marker}) & sleep 301; : {marker}");
         let line = remote_command(&cmd, Duration::from_secs(1), "feedface");
         let started = std::time::Instant::now();
-        // Its own process group, as sshd gives it (the wrapper signals its group).
-        let out = tokio::process::Command::new("sh")
-            .arg("-c")
-            .arg(&line)
-            .process_group(0)
-            .output()
-            .await
-            .expect("sh runs");
+        let out = run_wrapped(&line);
         assert!(
             started.elapsed() < Duration::from_secs(5),
             "{:?}",
             started.elapsed()
         );
         assert!(String::from_utf8_lossy(&out.stderr).contains(TIMEOUT_MARKER));
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        std::thread::sleep(Duration::from_millis(200));
         assert!(!running(&marker), "a process of the hung check is left");
         // A quick command: its status and output, and no watchdog left behind.
-        use std::os::unix::process::CommandExt;
-        let line = remote_command("echo hi; exit 4", Duration::from_secs(97), "0ddba11");
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&line)
-            .process_group(0)
-            .output()
-            .expect("sh runs");
+        let out = run_wrapped(&remote_command(
+            "echo hi; exit 4",
+            Duration::from_secs(97),
+            "0ddba11",
+        ));
         assert_eq!(out.status.code(), Some(4));
         assert_eq!(out.stdout, b"hi\n");
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        std::thread::sleep(Duration::from_millis(200));
         assert!(!running("lookout-check 97 0ddba11"), "the wrapper is left");
         assert!(!running("sleep 97"), "the watchdog is left");
         // A background child holding stdout: the answer comes at once, the child goes.
         let cmd = format!("sh -c 'sleep 300; : {marker}-bg' & echo 5");
         let line = remote_command(&cmd, Duration::from_secs(96), "0ddba12");
         let started = std::time::Instant::now();
-        let out = std::process::Command::new("sh")
-            .arg("-c")
-            .arg(&line)
-            .process_group(0)
-            .output()
-            .expect("sh runs");
+        let out = run_wrapped(&line);
         assert_eq!((out.status.code(), &out.stdout[..]), (Some(0), &b"5\n"[..]));
         assert!(
             started.elapsed() < Duration::from_secs(3),
             "{:?}",
             started.elapsed()
         );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+        std::thread::sleep(Duration::from_millis(200));
         assert!(!running(&format!("{marker}-bg")), "the background child is left");
         assert!(!running("sleep 96"), "the watchdog is left");
     }
