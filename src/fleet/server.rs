@@ -257,18 +257,28 @@ impl server::Handler for Conn {
         };
         session.channel_success(channel)?;
         if procs.is_none()
-            && let Some((_, check)) = crate::collectors::checks::run::parse_remote_command(&command)
+            && let Some((nonce, checks)) = crate::collectors::checks::batch::parse_command_line(&command)
         {
-            // A `[[check]]`: answered like a plugin, after the host's latency.
-            let (out, code) = simulated_check(Arc::as_ptr(&self.host) as u64, &check);
+            // A batch of `[[check]]`s: each answered like a plugin, after the host's latency.
+            let mut out = Vec::new();
+            for (i, (_, check)) in checks.iter().enumerate() {
+                let (text, code) = simulated_check(Arc::as_ptr(&self.host) as u64, check);
+                out.extend(crate::collectors::checks::batch::frame(
+                    &nonce,
+                    i,
+                    code,
+                    text.as_bytes(),
+                    b"",
+                ));
+            }
             let handle = session.handle();
             let delay = self.shared.knobs.latency;
             tokio::spawn(async move {
                 if !delay.is_zero() {
                     tokio::time::sleep(delay).await;
                 }
-                let _ = handle.data(channel, out.into_bytes()).await;
-                let _ = handle.exit_status_request(channel, code).await;
+                let _ = handle.data(channel, out).await;
+                let _ = handle.exit_status_request(channel, 0).await;
                 let _ = handle.eof(channel).await;
                 let _ = handle.close(channel).await;
             });

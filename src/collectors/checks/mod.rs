@@ -6,9 +6,11 @@
 //!
 //! - [`config`]: the tables as written and their validation;
 //! - [`parse`]: output parsers and the verdict on one run;
-//! - [`run`]: running one command locally or over SSH, bounded in time and output;
+//! - [`run`]: running one command locally, bounded in time and output;
+//! - [`batch`]: running the checks due on a remote host together on one channel;
 //! - [`recipes`]: built-in checks (`use = "systemd"`, ...).
 
+pub mod batch;
 pub mod config;
 pub mod parse;
 pub mod recipes;
@@ -17,7 +19,7 @@ pub mod run;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 
 use crate::collectors::ssh::connect::Session;
 use crate::model::{CheckReport, HostName, Metric, NewMetric, Reading, Risk, Unit, Update};
@@ -120,8 +122,8 @@ pub enum Runner<'a> {
 pub struct Limits {
     /// Most bytes of stdout accepted from one run.
     pub max_output: usize,
-    /// Most checks of one host running at once (sshd's MaxSessions is 10 by default, and the
-    /// sample stream holds one).
+    /// Most batches of checks of one host running at once: each is one channel on a remote
+    /// host (sshd's MaxSessions is 10 by default, and the sample stream holds one).
     pub per_host: usize,
 }
 
@@ -145,16 +147,50 @@ pub fn for_host(checks: &[Arc<Check>], host: &str) -> Vec<Arc<Check>> {
 
 /// Runs one check once and judges it.
 pub async fn run_once(check: &Check, runner: Runner<'_>, limits: Limits) -> CheckReport {
+    let mut reports = Vec::with_capacity(1);
+    run_due(&[check], runner, limits, |_, r| reports.push(r)).await;
+    reports.pop().expect("one report per check")
+}
+
+/// Runs `due` once each: locally each as its own process, remotely all on one channel
+/// ([`batch`]). `done` gets each check's report (with its index in `due`) as soon as it
+/// ends; every check gets exactly one.
+async fn run_due(
+    due: &[&Check],
+    runner: Runner<'_>,
+    limits: Limits,
+    mut done: impl FnMut(usize, CheckReport),
+) {
     let started = Instant::now();
-    let outcome = match runner {
-        Runner::Local => run::local(&check.command, check.timeout, limits.max_output).await,
-        Runner::Remote(session) => {
-            run::remote(session, &check.command, check.timeout, limits.max_output).await
+    match runner {
+        Runner::Local => {
+            let mut runs: futures::stream::FuturesUnordered<_> = due
+                .iter()
+                .enumerate()
+                .map(|(i, check)| async move {
+                    let outcome = run::local(&check.command, check.timeout, limits.max_output).await;
+                    (i, outcome, started.elapsed())
+                })
+                .collect();
+            while let Some((i, outcome, took)) = futures::StreamExt::next(&mut runs).await {
+                done(i, report(due[i], parse::judge(due[i].format, &outcome), took));
+            }
         }
-    };
-    let duration = started.elapsed();
-    let verdict = parse::judge(check.format, &outcome);
-    report(check, verdict, duration)
+        Runner::Remote(session) => {
+            let runs: Vec<batch::Run> = due
+                .iter()
+                .map(|c| batch::Run {
+                    command: c.command.to_string(),
+                    timeout: c.timeout,
+                })
+                .collect();
+            batch::remote(session, &runs, limits.max_output, |i, outcome| {
+                let verdict = parse::judge(due[i].format, &outcome);
+                done(i, report(due[i], verdict, started.elapsed()));
+            })
+            .await;
+        }
+    }
 }
 
 /// The report of one judged run: the values as `check.<name>`, the status as
@@ -179,9 +215,17 @@ pub fn report(check: &Check, verdict: parse::Verdict, duration: Duration) -> Che
     }
 }
 
+/// How early a check may start to join a batch of others due then: a 10 s check may run
+/// up to a quarter second early rather than on a channel of its own.
+fn batch_slack(interval: Duration) -> Duration {
+    (interval / 10).min(Duration::from_millis(250))
+}
+
 /// Runs a host's checks every interval until the engine is gone (returns false) or, for a
 /// remote host, forever (the caller drops this future when the session ends). Each check
-/// keeps its own interval; at most `limits.per_host` run at once.
+/// keeps its own interval; the checks due at one moment run together ([`run_due`]: one
+/// channel on a remote host), a check is not started again while its last run goes on,
+/// and at most `limits.per_host` batches run at once.
 pub async fn run_host(
     host: HostName,
     checks: Vec<Arc<Check>>,
@@ -192,43 +236,54 @@ pub async fn run_host(
     if checks.is_empty() {
         return std::future::pending().await;
     }
-    let permits = Semaphore::new(limits.per_host.max(1));
-    let loops = checks.iter().map(|check| {
-        let (host, tx, permits) = (host.clone(), tx.clone(), &permits);
-        async move {
-            let mut next = tokio::time::Instant::now();
-            loop {
-                let report = {
-                    let Ok(_permit) = permits.acquire().await else {
-                        return;
-                    };
-                    // Boxed: a run's state (pipes, buffers, the channel) lives only while it
-                    // runs; inline, every idle loop kept ~8 KB, 170 MB at 1,000 hosts x 20.
-                    Box::pin(run_once(check, runner, limits)).await
-                };
-                if tx
-                    .send(Update::Check {
-                        host: host.clone(),
-                        report,
+    let start = tokio::time::Instant::now();
+    let mut next = vec![start; checks.len()];
+    let mut running = vec![false; checks.len()];
+    let (done_tx, mut done_rx) = mpsc::unbounded_channel::<(usize, CheckReport)>();
+    let mut batches = futures::stream::FuturesUnordered::new();
+    loop {
+        let now = tokio::time::Instant::now();
+        if batches.len() < limits.per_host.max(1) {
+            let due: Vec<usize> = (0..checks.len())
+                .filter(|&i| !running[i] && next[i] <= now + batch_slack(checks[i].interval))
+                .collect();
+            if !due.is_empty() {
+                for &i in &due {
+                    running[i] = true;
+                }
+                let (checks, done_tx) = (&checks, done_tx.clone());
+                // Boxed: a batch's state (pipes, buffers, the channel) lives only while it
+                // runs.
+                batches.push(Box::pin(async move {
+                    let these: Vec<&Check> = due.iter().map(|&i| &*checks[i]).collect();
+                    run_due(&these, runner, limits, |k, report| {
+                        let _ = done_tx.send((due[k], report));
                     })
-                    .await
-                    .is_err()
-                {
-                    return;
-                }
-                next += check.interval;
-                let now = tokio::time::Instant::now();
-                if next < now {
-                    next = now;
-                }
-                tokio::time::sleep_until(next).await;
+                    .await;
+                }));
             }
         }
-    });
-    // Only the loops that were woken are polled (join_all polls all twenty on every wake).
-    let mut loops: futures::stream::FuturesUnordered<_> = loops.collect();
-    while futures::StreamExt::next(&mut loops).await.is_some() {}
-    false
+        // The next moment a check falls due, if another batch may start then.
+        let wake = (batches.len() < limits.per_host.max(1))
+            .then(|| (0..checks.len()).filter(|&i| !running[i]).map(|i| next[i]).min())
+            .flatten();
+        tokio::select! {
+            Some((i, report)) = done_rx.recv() => {
+                running[i] = false;
+                next[i] += checks[i].interval;
+                let now = tokio::time::Instant::now();
+                if next[i] < now {
+                    next[i] = now;
+                }
+                let update = Update::Check { host: host.clone(), report };
+                if tx.send(update).await.is_err() {
+                    return false;
+                }
+            }
+            Some(()) = futures::StreamExt::next(&mut batches), if !batches.is_empty() => {}
+            () = tokio::time::sleep_until(wake.unwrap_or(now)), if wake.is_some() => {}
+        }
+    }
 }
 
 /// Starts the checks of one local host, if it has any; the handle stops them (a reload).
