@@ -104,7 +104,7 @@ fn main() -> ExitCode {
                         down += 1;
                     }
                 }
-                Ok(Some(Update::Discovered { .. } | Update::Check { .. })) => {}
+                Ok(Some(Update::Discovered { .. } | Update::Checks { .. })) => {}
                 Ok(None) => break,
                 Err(_) => {}
             }

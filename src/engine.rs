@@ -152,28 +152,31 @@ impl Engine {
             Update::Sample(sample) => self.apply_sample(sample),
             Update::Status { host, status, error } => self.apply_status(&host, status, error),
             Update::Discovered { host, group, via } => self.add_host(host, group, via),
-            Update::Check { host, report } => self.apply_check(&host, report),
+            Update::Checks { host, reports } => self.apply_checks(&host, reports),
         }
     }
 
-    /// A check's report replaces its previous one on that host (kept in config order).
-    fn apply_check(&mut self, host: &HostName, mut report: CheckReport) {
+    /// Each check's report replaces its previous one on that host (kept in config order);
+    /// the host's view is rebuilt once for all of them.
+    fn apply_checks(&mut self, host: &HostName, reports: Vec<CheckReport>) {
         let Some(&i) = self.index.get(host) else {
             return;
         };
-        report.readings.retain(|r| r.value.is_finite());
         let order = |name: &str| self.config.checks.iter().position(|c| &*c.name == name);
-        let at = order(&report.name);
-        let report = Arc::new(report);
         let mut checks = Vec::clone(&self.hosts[i].view.checks);
-        match checks.iter().position(|c| c.name == report.name) {
-            Some(k) => checks[k] = report,
-            None => {
-                let k = checks
-                    .iter()
-                    .position(|c| order(&c.name) > at)
-                    .unwrap_or(checks.len());
-                checks.insert(k, report);
+        for mut report in reports {
+            report.readings.retain(|r| r.value.is_finite());
+            let at = order(&report.name);
+            let report = Arc::new(report);
+            match checks.iter().position(|c| c.name == report.name) {
+                Some(k) => checks[k] = report,
+                None => {
+                    let k = checks
+                        .iter()
+                        .position(|c| order(&c.name) > at)
+                        .unwrap_or(checks.len());
+                    checks.insert(k, report);
+                }
             }
         }
         self.rebuild_view(i, |v| v.checks = Arc::new(checks));

@@ -457,10 +457,11 @@ pub struct CheckReport {
 #[derive(Clone, Debug)]
 pub enum Update {
     Sample(Sample),
-    /// A check ran on a host: its report replaces that check's previous one.
-    Check {
+    /// Checks ran on a host (those that ended together): each report replaces that check's
+    /// previous one.
+    Checks {
         host: HostName,
-        report: CheckReport,
+        reports: Vec<CheckReport>,
     },
     /// The connection state of a host changed (or its error message did).
     Status {

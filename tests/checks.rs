@@ -353,9 +353,9 @@ fn triggers_on_check_metrics_fire_and_resolve_with_the_message() {
     let clock = Arc::new(FakeClock::at_epoch());
     let mut engine = Engine::new(cfg.clone(), clock.clone());
     let (queue, svc) = (&cfg.checks[0], &cfg.checks[1]);
-    let report = |check: &Check, status: u8, message: &str, values: Vec<(&str, f64)>| Update::Check {
+    let report = |check: &Check, status: u8, message: &str, values: Vec<(&str, f64)>| Update::Checks {
         host: Arc::from("here"),
-        report: checks::report(
+        reports: vec![checks::report(
             check,
             parse::Verdict {
                 status,
@@ -363,7 +363,7 @@ fn triggers_on_check_metrics_fire_and_resolve_with_the_message() {
                 values: values.into_iter().map(|(i, v)| (i.to_string(), v)).collect(),
             },
             Duration::from_millis(12),
-        ),
+        )],
     };
     let mut events = Vec::new();
     let step = |engine: &mut Engine, events: &mut Vec<_>, updates: Vec<Update>, advance: u64| {

@@ -78,7 +78,7 @@ async fn observe(
                 e.error = error;
                 e.statuses.push(status);
             }
-            Update::Discovered { .. } | Update::Check { .. } => {}
+            Update::Discovered { .. } | Update::Checks { .. } => {}
         }
     }
     seen

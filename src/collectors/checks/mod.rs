@@ -268,14 +268,21 @@ pub async fn run_host(
             .then(|| (0..checks.len()).filter(|&i| !running[i]).map(|i| next[i]).min())
             .flatten();
         tokio::select! {
-            Some((i, report)) = done_rx.recv() => {
-                running[i] = false;
-                next[i] += checks[i].interval;
+            Some(first) = done_rx.recv() => {
+                // The reports that came in together go to the engine as one update.
+                let mut reports = Vec::new();
+                let mut ended = Some(first);
                 let now = tokio::time::Instant::now();
-                if next[i] < now {
-                    next[i] = now;
+                while let Some((i, report)) = ended {
+                    running[i] = false;
+                    next[i] += checks[i].interval;
+                    if next[i] < now {
+                        next[i] = now;
+                    }
+                    reports.push(report);
+                    ended = done_rx.try_recv().ok();
                 }
-                let update = Update::Check { host: host.clone(), report };
+                let update = Update::Checks { host: host.clone(), reports };
                 if tx.send(update).await.is_err() {
                     return false;
                 }

@@ -242,7 +242,7 @@ async fn flush(shared: Arc<Shared>) {
                     Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
                     Ok(()) | Err(mpsc::error::TrySendError::Full(_)) => Ok(()),
                 },
-                Update::Status { .. } | Update::Discovered { .. } | Update::Check { .. } => {
+                Update::Status { .. } | Update::Discovered { .. } | Update::Checks { .. } => {
                     shared.tx.send(update).await.map_err(|_| ())
                 }
             };
