@@ -16,7 +16,7 @@
 //! Run with `cargo run --release --example record_bench -- size 1000 30`.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime};
 
 use lookout::clock::{Clock, FakeClock};
 use lookout::collectors::remote::{RemoteState, Watch};
@@ -362,6 +362,10 @@ fn seek(dir: &std::path::Path, hosts: usize, hours: u64) {
         span.as_secs_f64() / 3600.0,
         open.as_secs_f64() * 1e3
     );
+    // What the dashboard does: the recording stays open between seeks (each one takes in
+    // only what changed), and every moment comes with the overview's sparkline history.
+    let mut rec = rec;
+    let sparks = |at: SystemTime| lookout::ui::rewind::overview_history(at, INTERVAL);
     let mut times = Vec::new();
     let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
     for _ in 0..50 {
@@ -370,40 +374,68 @@ fn seek(dir: &std::path::Path, hosts: usize, hours: u64) {
         x ^= x << 17;
         let at = a + Duration::from_millis(x % span.as_millis() as u64);
         let t = Instant::now();
-        // What the dashboard does for `t`: open the directory, then the moment with the
-        // overview's sparkline history.
-        let rec = Recording::open(dir).expect("recording");
-        let spec = lookout::record::chunk::HistorySpec {
-            from: ms(at) - 80_000,
-            cap: 40,
-            only: None,
-        };
-        let snap = rec.snapshot_at(at, Some(spec)).expect("moment");
+        rec.refresh().expect("recording");
+        let snap = rec.snapshot_at(at, Some(sparks(at))).expect("moment");
         times.push(t.elapsed());
         assert_eq!(snap.hosts.len(), hosts);
     }
-    times.sort();
-    let p = |q: f64| times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3;
+    let p = |times: &mut Vec<Duration>, q: f64| {
+        times.sort();
+        times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
+    };
     println!(
-        "snapshot at a random moment (open + decode, sparkline history): median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
-        p(0.5),
-        p(0.9),
-        p(1.0)
+        "snapshot at a random moment (sparkline history): median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        p(&mut times, 0.5),
+        p(&mut times, 0.9),
+        p(&mut times, 1.0)
     );
     let mut steps = Vec::new();
     let mut at = a + span / 2;
-    for _ in 0..20 {
+    for _ in 0..30 {
         at -= INTERVAL;
         let t = Instant::now();
-        let rec = Recording::open(dir).expect("recording");
-        let _ = rec.snapshot_at(at, None).expect("moment");
+        rec.refresh().expect("recording");
+        let _ = rec.snapshot_at(at, Some(sparks(at))).expect("moment");
         steps.push(t.elapsed());
     }
-    steps.sort();
     println!(
-        "`[` step (open + decode, no history): median {:.1} ms, max {:.1} ms",
-        steps[steps.len() / 2].as_secs_f64() * 1e3,
-        steps[steps.len() - 1].as_secs_f64() * 1e3
+        "`[` step (sparkline history): median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        p(&mut steps, 0.5),
+        p(&mut steps, 0.9),
+        p(&mut steps, 1.0)
+    );
+    // What the dashboard asked for before (same build): the directory opened again and 40
+    // samples of every charted series.
+    let mut old = Vec::new();
+    for _ in 0..20 {
+        at -= INTERVAL * 13;
+        let t = Instant::now();
+        let rec = Recording::open(dir).expect("recording");
+        let spec = lookout::record::chunk::HistorySpec {
+            from: ms(at) - 40 * INTERVAL.as_millis() as i64,
+            cap: 40,
+            ..Default::default()
+        };
+        let _ = rec.snapshot_at(at, Some(spec)).expect("moment");
+        old.push(t.elapsed());
+    }
+    println!(
+        "the earlier request (open again, 40 samples of every charted series): median {:.1} ms, max {:.1} ms",
+        p(&mut old, 0.5),
+        p(&mut old, 1.0)
+    );
+    let mut cold = Vec::new();
+    for _ in 0..10 {
+        at -= INTERVAL * 97;
+        let t = Instant::now();
+        let rec = Recording::open(dir).expect("recording");
+        let _ = rec.snapshot_at(at, Some(sparks(at))).expect("moment");
+        cold.push(t.elapsed());
+    }
+    println!(
+        "first seek (open and index the directory, then the moment): median {:.1} ms, max {:.1} ms",
+        p(&mut cold, 0.5),
+        p(&mut cold, 1.0)
     );
 }
 

@@ -486,6 +486,7 @@ pub fn record_segment(data: &[u8], scratch: &Path) {
             from: 0,
             cap: 8,
             only: None,
+            metrics: None,
         }));
         for chunk in data.split_inclusive_marker(b"LKCH").into_iter().take(32) {
             let Some((&flags, payload)) = chunk.split_first() else {
@@ -520,6 +521,7 @@ pub fn record_segment(data: &[u8], scratch: &Path) {
             from: a,
             cap: 16,
             only: None,
+            metrics: Some(vec![lookout::model::Metric::CpuUsage]),
         });
         for h in [None, history] {
             if let Ok(snap) = rec.snapshot_at(at, h) {

@@ -511,11 +511,14 @@ pub struct HostRec {
 }
 
 /// History to gather while decoding: rows from `from` on, `cap` samples a series, for the
-/// hosts in `only` (every host when None).
+/// hosts in `only` (every host when None) and the series of `metrics` (every charted one
+/// when None).
+#[derive(Clone, Debug, Default)]
 pub struct HistorySpec {
     pub from: i64,
     pub cap: usize,
     pub only: Option<Vec<HostName>>,
+    pub metrics: Option<Vec<Metric>>,
 }
 
 /// Rebuilds host states, trigger lists from data blocks, up to a time.
@@ -703,15 +706,21 @@ impl Decoder {
                 *v = get_value(&mut r, p, self.series[id as usize].scale)?;
             }
             self.values += h.layout.len() as u64;
-            if r.u8()? == 1 {
+            // Before the key block the state starts from, only history is wanted: that key
+            // block repeats every host's process list in full.
+            if full && r.u8()? == 1 {
                 h.processes = Arc::new(decode_processes(&mut r, &self.strings, &h.processes)?);
             }
             self.values += 5 * h.processes.len() as u64;
-            if history {
-                let spec_cap = self.history.as_ref().map_or(1, |s| s.cap);
-                let hist = h.history.get_or_insert_with(|| HostHistory::new(spec_cap));
+            if history && let Some(spec) = &self.history {
+                let hist = h.history.get_or_insert_with(|| HostHistory::new(spec.cap));
+                let wanted =
+                    |m: Metric| m.info().history && spec.metrics.as_ref().is_none_or(|w| w.contains(&m));
                 for source in SOURCES {
-                    let readings = readings_of(&h.layout, &h.values, &self.series, source);
+                    let readings: Vec<Reading> = readings_of(&h.layout, &h.values, &self.series, source)
+                        .into_iter()
+                        .filter(|r| wanted(r.metric))
+                        .collect();
                     if !readings.is_empty() {
                         hist.record(source, &readings);
                     }

@@ -49,6 +49,9 @@ pub fn list_segments(dir: &Path) -> std::io::Result<Vec<(PathBuf, Metadata)>> {
 
 struct Seg {
     path: PathBuf,
+    /// The file's length and modification time when indexed: a file that still has both
+    /// is not indexed again by [`Recording::refresh`].
+    stamp: (u64, Option<SystemTime>),
     index: SegmentIndex,
     /// First and last time of its data blocks.
     span: (i64, i64),
@@ -72,21 +75,39 @@ struct Problems {
 impl Recording {
     /// Indexes every segment of `dir`; unreadable ones are skipped with a message.
     pub fn open(dir: &Path) -> Result<Recording, RecordError> {
-        let list = list_segments(dir).map_err(|e| RecordError::Dir(dir.to_path_buf(), e))?;
-        let rec = Recording {
+        let mut rec = Recording {
             dir: dir.to_path_buf(),
             segs: Vec::new(),
             problems: Mutex::new(Problems::default()),
         };
+        rec.refresh()?;
+        Ok(rec)
+    }
+
+    /// Takes in what changed in the directory since it was opened: new segments, the one
+    /// being written (grown), deleted ones. A segment whose length and modification time
+    /// are unchanged keeps its index, so a rewind step does not index a day of closed
+    /// segments again.
+    pub fn refresh(&mut self) -> Result<(), RecordError> {
+        let list = list_segments(&self.dir).map_err(|e| RecordError::Dir(self.dir.clone(), e))?;
+        let mut known: std::collections::HashMap<PathBuf, Seg> =
+            self.segs.drain(..).map(|s| (s.path.clone(), s)).collect();
         let mut segs = Vec::new();
-        for (path, _) in list {
+        for (path, meta) in list {
+            let stamp = (meta.len(), meta.modified().ok());
+            if let Some(seg) = known.remove(&path)
+                && seg.stamp == stamp
+            {
+                segs.push(seg);
+                continue;
+            }
             match format::index_segment(&path) {
                 Ok(index) => {
                     let live = super::writer::in_use(&path);
                     for p in &index.problems {
                         // The last block of a segment being written may be half there.
                         if !(live && p.contains("cut off")) {
-                            rec.problem(format!("{}: {p}", path.display()));
+                            self.problem(format!("{}: {p}", path.display()));
                         }
                     }
                     let data = index.blocks.iter().filter(|b| b.kind == Kind::Data);
@@ -95,18 +116,20 @@ impl Recording {
                     if let (Some(t0), Some(t1)) = (t0, t1) {
                         segs.push(Seg {
                             path,
+                            stamp,
                             index,
                             span: (t0, t1),
                         });
                     }
                 }
-                Err(e) => rec.problem(format!("{}: skipped: {e}", path.display())),
+                Err(e) => self.problem(format!("{}: skipped: {e}", path.display())),
             }
         }
-        if segs.is_empty() {
-            return Err(RecordError::Empty(dir.to_path_buf()));
+        self.segs = segs;
+        if self.segs.is_empty() {
+            return Err(RecordError::Empty(self.dir.clone()));
         }
-        Ok(Recording { segs, ..rec })
+        Ok(())
     }
 
     fn problem(&self, p: String) {
@@ -206,11 +229,7 @@ impl Recording {
         let mut history = history;
         for seg in self.covering(t) {
             let d = self.decode(seg, t, history.take());
-            history = d.history.as_ref().map(|h| HistorySpec {
-                from: h.from,
-                cap: h.cap,
-                only: h.only.clone(),
-            });
+            history = d.history.clone();
             match &mut merged {
                 None => merged = Some(d),
                 Some(m) => m.merge(d),
@@ -245,11 +264,12 @@ impl Recording {
         };
         let len = file.metadata().map_or(0, |m| m.len());
         let mut start = k_h;
-        let mut history = history;
+        let mut full_from = keys[k_t];
+        let history_spec = history;
         loop {
-            let mut d = Decoder::with_history(history.take());
-            let full_from = keys[k_t];
+            let mut d = Decoder::with_history(history_spec.clone());
             let mut key_ok = true;
+            let mut full_key_ok = true;
             for (i, b) in data.iter().enumerate().skip(keys[start]) {
                 let result = format::read_block_at(&mut file, b.offset, len).and_then(|(_, payload)| {
                     let raw = format::decompress(&payload)?;
@@ -265,13 +285,22 @@ impl Recording {
                     if i == keys[start] {
                         key_ok = false;
                     }
+                    if i == full_from {
+                        full_key_ok = false;
+                    }
                 }
+            }
+            if !full_key_ok && full_from > keys[start] {
+                // The state was to start from that key block: take it from the earlier
+                // blocks instead, reading them in full.
+                full_from = keys[start];
+                continue;
             }
             if key_ok || start == 0 || !d.hosts.is_empty() {
                 return d;
             }
-            history = d.history.take();
             start -= 1;
+            full_from = full_from.min(keys[start]);
         }
     }
 

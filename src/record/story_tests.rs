@@ -143,14 +143,21 @@ fn json(s: &Snapshot) -> serde_json::Value {
 async fn every_recorded_moment_reads_back_as_published() {
     let dir = tempfile::tempdir().expect("temp dir");
     let published = record_story(dir.path(), 30).await;
-    let rec = Recording::open(dir.path()).expect("recording");
+    let mut rec = Recording::open(dir.path()).expect("recording");
     assert!(rec.take_problems().is_empty());
+    // Refreshing an unchanged directory keeps what it knew.
+    rec.refresh().expect("refresh");
     let (a, b) = rec.span();
     assert_eq!(a, published[0].taken_at);
     assert_eq!(b, published[29].taken_at);
     for snap in &published {
         let got = rec.snapshot_at(snap.taken_at, None).expect("moment");
         assert_eq!(json(&got), json(snap), "at {}", ms(snap.taken_at));
+        // With the overview's sparkline history (rows before the state's key block read
+        // for history only) the moment is the same.
+        let spec = crate::ui::rewind::overview_history(snap.taken_at, Duration::from_secs(2));
+        let with = rec.snapshot_at(snap.taken_at, Some(spec)).expect("moment");
+        assert_eq!(json(&with), json(snap), "at {} with history", ms(snap.taken_at));
         // Half a second later nothing new had happened.
         let later = rec
             .snapshot_at(snap.taken_at + Duration::from_millis(500), None)
@@ -201,6 +208,7 @@ async fn every_recorded_moment_reads_back_as_published() {
         from: ms(published[20].taken_at) - 5_000,
         cap: 10,
         only: Some(vec![Arc::from("alpha")]),
+        metrics: None,
     };
     let s = rec
         .snapshot_at(published[20].taken_at, Some(spec))

@@ -25,7 +25,7 @@ struct Col {
 
 const HOST_MIN: u16 = 12;
 const HOST_MAX: u16 = 28;
-const SPARK: usize = 10;
+pub const SPARK: usize = 10;
 
 const COLS: [Col; 13] = [
     Col {

@@ -12,7 +12,6 @@ use tokio::sync::{broadcast, mpsc, watch};
 
 use super::{Feeds, check_terminal, log, prepare, run_with};
 use crate::config::Config;
-use crate::record::chunk::{HistorySpec, ms};
 use crate::record::{Recording, timespec};
 
 /// Runs the dashboard over a recording until the user quits.
@@ -46,11 +45,7 @@ pub async fn run(
     let (theme, keymap) = prepare(&cfg, theme)?;
     check_terminal()?;
     log::init();
-    let sparks = move |t| HistorySpec {
-        from: ms(t) - (interval * 40).as_millis() as i64,
-        cap: 40,
-        only: None,
-    };
+    let sparks = move |t| super::rewind::overview_history(t, interval);
     let first = rec.snapshot_at(t0, Some(sparks(t0)))?;
     ::log::info!(
         target: "lookout",
