@@ -838,7 +838,10 @@ async fn a_viewer_gets_the_processes_of_its_detail_host_only() {
         assert!(start.elapsed() < Duration::from_secs(10), "no processes: {snap}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    assert!(snap["hosts"][0]["processes"].to_string().contains("lookout"), "{snap}");
+    assert!(
+        snap["hosts"][0]["processes"].to_string().contains("lookout"),
+        "{snap}"
+    );
 
     // A raw viewer: no processes in its state until it opens the host's detail view.
     let (mut r, mut w) = hello(&server.socket, "view").await;
@@ -890,7 +893,10 @@ async fn a_viewer_gets_the_processes_of_its_detail_host_only() {
     )
     .await;
     let p = &seen.host("local").expect("local").processes;
-    assert!(p.iter().any(|p| &*p.name == "lookout" && p.rss_bytes > 0), "{p:?}");
+    assert!(
+        p.iter().any(|p| &*p.name == "lookout" && p.rss_bytes > 0),
+        "{p:?}"
+    );
     // Closed again: the host keeps none (the server no longer sends them).
     detail.send_replace(None);
     common::sshd::wait_for(

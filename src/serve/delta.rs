@@ -14,8 +14,8 @@ use rustc_hash::FxHashMap;
 
 use super::protocol::{
     CheckChange, Delta, Header, HostChange, HostMeta, MaxRiskChange, Part, ProcFigures, ProcSteps, Procs,
-    ServerMsg, Stamp, State, WireCheck, WireChecks, WireHost, WireMaxRisk, WireTriggers, relative,
-    relative_value, scale, step_count,
+    ServerMsg, Stamp, State, TriggerChange, WireCheck, WireChecks, WireHost, WireMaxRisk, WireTriggers,
+    relative, relative_value, scale, step_count,
 };
 use crate::collectors::checks::parse::{MAX_MESSAGE, MAX_VALUES};
 use crate::model::{CheckReport, HostName, HostStatus, Metric, ProcessDetail, Reading, Source};
@@ -50,7 +50,12 @@ fn wire_host(h: &HostView, with_processes: bool) -> WireHost<'_> {
 
 /// What changed of a host from `old` to `h` (the viewer has `old`'s, within its codes),
 /// `skip` hosts after the previous change. Processes do not travel here.
-fn host_change<'a>(h: &'a HostView, old: &HostView, skip: u32, taken_at: std::time::SystemTime) -> HostChange<'a> {
+fn host_change<'a>(
+    h: &'a HostView,
+    old: &HostView,
+    skip: u32,
+    taken_at: std::time::SystemTime,
+) -> HostChange<'a> {
     let meta = (h.group != old.group || h.via != old.via || h.status != old.status || h.error != old.error)
         .then(|| HostMeta {
             group: h.group.as_deref().map(Cow::Borrowed),
@@ -392,13 +397,27 @@ fn triggers<'a>(
     if new.len() != old.len() || !new.iter().zip(old).all(|(a, b)| same(a, b)) {
         return WireTriggers::All(Cow::Borrowed(new));
     }
-    let bytes = |t: &crate::triggers::TriggerView| postcard::to_allocvec(t).unwrap_or_default();
+    // All but the value (and the names `same` compared).
+    let rest_same = |a: &crate::triggers::TriggerView, b: &crate::triggers::TriggerView| {
+        a.state == b.state
+            && a.severity == b.severity
+            && a.metric == b.metric
+            && a.threshold.to_bits() == b.threshold.to_bits()
+            && a.since == b.since
+            && a.fires_at == b.fires_at
+            && a.silenced_until == b.silenced_until
+            && a.by == b.by
+    };
+    let value = |t: &crate::triggers::TriggerView| t.value.map(f64::to_bits);
     let mut changed = vec![0u8; new.len().div_ceil(8)];
     let mut lines = Vec::new();
     for (i, (a, b)) in new.iter().zip(old).enumerate() {
-        if bytes(a) != bytes(b) {
+        if !rest_same(a, b) {
             set(&mut changed, i);
-            lines.push(Cow::Borrowed(a));
+            lines.push(TriggerChange::Line(Cow::Borrowed(a)));
+        } else if value(a) != value(b) {
+            set(&mut changed, i);
+            lines.push(TriggerChange::Value(a.value));
         }
     }
     WireTriggers::Lines { changed, lines }
@@ -705,7 +724,10 @@ impl Replica {
                 let mut lines = lines.into_iter();
                 for (i, t) in all.iter_mut().enumerate() {
                     if bit(&changed, i) {
-                        *t = lines.next().ok_or_else(bad)?.into_owned();
+                        match lines.next().ok_or_else(bad)? {
+                            TriggerChange::Value(v) => t.value = v,
+                            TriggerChange::Line(l) => *t = l.into_owned(),
+                        }
                     }
                 }
                 if lines.next().is_some() {
@@ -795,7 +817,9 @@ impl Replica {
         );
         let processes = match w.processes {
             None => Arc::default(),
-            Some(p) => Arc::new(processes_of(p, &[]).ok_or_else(|| ApplyError::Mismatch(w.name.to_string()))?),
+            Some(p) => {
+                Arc::new(processes_of(p, &[]).ok_or_else(|| ApplyError::Mismatch(w.name.to_string()))?)
+            }
         };
         let parts = Parts {
             system: w.system,
@@ -1264,7 +1288,12 @@ mod tests {
 
     /// The processes of `new`'s first host after `old`'s, as a viewer with detail request
     /// `id` is sent them, applied to its replica (`None`: nothing travelled).
-    async fn detail(replica: &mut Replica, id: u32, old: Option<&Snapshot>, new: &Snapshot) -> Option<Arc<Snapshot>> {
+    async fn detail(
+        replica: &mut Replica,
+        id: u32,
+        old: Option<&Snapshot>,
+        new: &Snapshot,
+    ) -> Option<Arc<Snapshot>> {
         let msg = processes(id, &new.hosts[0], old.map(|o| &o.hosts[0].processes))?;
         let ServerMsg::Processes { id, host, procs } = round_trip(&msg).await else {
             panic!("processes")
@@ -1308,9 +1337,14 @@ mod tests {
             panic!("full")
         };
         let got = replica.apply_full(state);
-        assert!(got.hosts[0].processes.is_empty(), "a dashboard's state has no processes");
+        assert!(
+            got.hosts[0].processes.is_empty(),
+            "a dashboard's state has no processes"
+        );
         replica.set_detail(1, Some("a".into()));
-        let got = detail(&mut replica, 1, None, &s1).await.expect("the processes, whole");
+        let got = detail(&mut replica, 1, None, &s1)
+            .await
+            .expect("the processes, whole");
         assert_eq!(json(&got), json(&s1));
 
         // The CPU share moves by less than half a hundredth: it does not travel; the load
@@ -1375,7 +1409,10 @@ mod tests {
         .into_iter()
         .enumerate()
         {
-            let s = snap(3 + k as u64, vec![host(cpu, 0.75, rx, vec![process(cpu / 3.0, rss)])]);
+            let s = snap(
+                3 + k as u64,
+                vec![host(cpu, 0.75, rx, vec![process(cpu / 3.0, rss)])],
+            );
             let ServerMsg::Delta(d) = round_trip(&delta(&prev, &s, false)).await else {
                 panic!("delta")
             };
@@ -1388,8 +1425,17 @@ mod tests {
             let seen = value(&got, Metric::NetRxBytes).expect("rx");
             assert!((seen - rx).abs() <= rx / 4096.0, "{seen} for {rx}");
             let p = &got.hosts[0].processes[0];
-            assert!((p.cpu_pct - cpu / 3.0).abs() <= 0.005 + 1e-9, "{} for {}", p.cpu_pct, cpu / 3.0);
-            assert!(p.rss_bytes.abs_diff(rss) <= rss / 4096, "{} for {rss}", p.rss_bytes);
+            assert!(
+                (p.cpu_pct - cpu / 3.0).abs() <= 0.005 + 1e-9,
+                "{} for {}",
+                p.cpu_pct,
+                cpu / 3.0
+            );
+            assert!(
+                p.rss_bytes.abs_diff(rss) <= rss / 4096,
+                "{} for {rss}",
+                p.rss_bytes
+            );
             prev = s;
         }
 
@@ -1464,10 +1510,16 @@ mod tests {
         let names = |s: &Snapshot| s.hosts.iter().map(|h| h.name.to_string()).collect::<Vec<_>>();
         assert_eq!(names(got), names(want));
         for (g, w) in got.hosts.iter().zip(&want.hosts) {
-            assert_eq!((g.status, &g.error, g.rounds, &g.group), (w.status, &w.error, w.rounds, &w.group));
+            assert_eq!(
+                (g.status, &g.error, g.rounds, &g.group),
+                (w.status, &w.error, w.rounds, &w.group)
+            );
             match (g.last_update, w.last_update) {
                 (Some(a), Some(b)) => {
-                    let d = a.duration_since(b).or_else(|_| b.duration_since(a)).expect("a difference");
+                    let d = a
+                        .duration_since(b)
+                        .or_else(|_| b.duration_since(a))
+                        .expect("a difference");
                     assert!(d <= std::time::Duration::from_millis(1), "{d:?}");
                 }
                 (a, b) => assert_eq!(a, b),
@@ -1478,10 +1530,18 @@ mod tests {
                     assert!(same_series(a, b));
                     let tolerance = match scale(b.metric.info().unit) {
                         Some(crate::serve::protocol::Scale::Linear(p)) => 0.5 / p + 1e-9,
-                        Some(crate::serve::protocol::Scale::Relative(p)) => (b.value.abs() / 4096.0).max(0.5 / p),
+                        Some(crate::serve::protocol::Scale::Relative(p)) => {
+                            (b.value.abs() / 4096.0).max(0.5 / p)
+                        }
                         None => 0.0,
                     };
-                    assert!((a.value - b.value).abs() <= tolerance, "{}: {} for {}", b.metric, a.value, b.value);
+                    assert!(
+                        (a.value - b.value).abs() <= tolerance,
+                        "{}: {} for {}",
+                        b.metric,
+                        a.value,
+                        b.value
+                    );
                 }
             }
         }
@@ -1494,7 +1554,9 @@ mod tests {
         let host = |i: usize, round: u64| {
             let v = (i as f64 + 1.0) * (round as f64 + 1.0);
             Arc::new(HostView {
-                last_update: Some(t0 + std::time::Duration::from_micros(2_000_000 * round + 1_234 * i as u64)),
+                last_update: Some(
+                    t0 + std::time::Duration::from_micros(2_000_000 * round + 1_234 * i as u64),
+                ),
                 rounds: round,
                 ..HostView::new(
                     &format!("host-{i:04}"),
@@ -1561,12 +1623,20 @@ mod tests {
             let ServerMsg::Delta(d) = &msg else {
                 panic!("delta")
             };
-            let changed = hosts.iter().filter(|h| !prev.hosts.iter().any(|p| Arc::ptr_eq(p, h))).count();
+            let changed = hosts
+                .iter()
+                .filter(|h| !prev.hosts.iter().any(|p| Arc::ptr_eq(p, h)))
+                .count();
             assert_eq!(d.hosts.len() + d.added.len(), changed);
             let reach: usize = d.hosts.iter().map(|c| c.skip as usize + 1).sum();
             assert!(reach <= next.hosts.len(), "{round}: positions beyond the list");
             // Status and error travel when they change (round 5), and then back (later).
-            assert!(round > 5 || d.hosts.iter().all(|c| c.meta.is_some() == (round == 5 && c.last_update == Stamp::Never)));
+            assert!(
+                round > 5
+                    || d.hosts
+                        .iter()
+                        .all(|c| c.meta.is_some() == (round == 5 && c.last_update == Stamp::Never))
+            );
             assert!(
                 d.hosts
                     .iter()
@@ -1588,7 +1658,10 @@ mod tests {
             max_risk: None,
             triggers: None,
         };
-        assert!(matches!(replica.apply_delta(bad), Err(ApplyError::UnknownHost(_))));
+        assert!(matches!(
+            replica.apply_delta(bad),
+            Err(ApplyError::UnknownHost(_))
+        ));
     }
 
     #[tokio::test]
@@ -1623,7 +1696,10 @@ mod tests {
         };
         assert_eq!(replica.apply_delta(d).expect("applies").max_risk, s2.max_risk);
         // Unchanged: nothing; another metric: every line.
-        assert!(matches!(delta(&s2, &s2, false), ServerMsg::Delta(Delta { max_risk: None, .. })));
+        assert!(matches!(
+            delta(&s2, &s2, false),
+            ServerMsg::Delta(Delta { max_risk: None, .. })
+        ));
         let mut s3 = snap(3, vec![]);
         s3.max_risk = vec![line(Metric::Load1, "c", 3.0)];
         let ServerMsg::Delta(d) = round_trip(&delta(&s2, &s3, false)).await else {
@@ -1703,7 +1779,28 @@ mod tests {
             panic!("{:?}", d.triggers)
         };
         assert_eq!((changed.as_slice(), lines.len()), (&[0b10u8][..], 1));
+        assert!(
+            matches!(lines[0], TriggerChange::Value(Some(v)) if v == 97.5),
+            "only the value: {lines:?}"
+        );
         let ServerMsg::Delta(d) = round_trip(&msg).await else {
+            panic!("delta")
+        };
+        replica.apply_delta(d).expect("applies");
+        // An acknowledged line travels whole.
+        let mut s2b = snap(2, s2.hosts.clone());
+        s2b.triggers = s2.triggers.clone();
+        s2b.triggers[0].state = crate::triggers::TriggerState::Acknowledged;
+        s2b.triggers[0].by = Some("root".into());
+        let ServerMsg::Delta(d) = round_trip(&delta(&s2, &s2b, true)).await else {
+            panic!("delta")
+        };
+        assert!(
+            matches!(&d.triggers, Some(WireTriggers::Lines { lines, .. }) if matches!(lines[..], [TriggerChange::Line(_)]))
+        );
+        let got = replica.apply_delta(d).expect("applies");
+        assert_eq!(json(&got)["triggers"], json(&s2b)["triggers"]);
+        let ServerMsg::Delta(d) = round_trip(&delta(&s2b, &s2, true)).await else {
             panic!("delta")
         };
         replica.apply_delta(d).expect("applies");
@@ -1742,7 +1839,10 @@ mod tests {
         assert!(matches!(d.triggers, Some(WireTriggers::All(_))));
         assert!(matches!(
             processes(2, &s3.hosts[0], Some(&s2.hosts[0].processes)),
-            Some(ServerMsg::Processes { procs: Procs::All(_), .. })
+            Some(ServerMsg::Processes {
+                procs: Procs::All(_),
+                ..
+            })
         ));
         let ServerMsg::Delta(d) = round_trip(&msg).await else {
             panic!("delta")
@@ -1756,6 +1856,10 @@ mod tests {
         let ServerMsg::Delta(d) = round_trip(&delta(&s3, &s3, false)).await else {
             panic!("delta")
         };
-        assert!(replica.apply_delta(d).expect("applies").hosts[0].processes.is_empty());
+        assert!(
+            replica.apply_delta(d).expect("applies").hosts[0]
+                .processes
+                .is_empty()
+        );
     }
 }
