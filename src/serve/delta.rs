@@ -1599,11 +1599,11 @@ mod tests {
         for round in 1..8u64 {
             // Every third host sends a sample; one goes and one comes every other round.
             for (h, &id) in hosts.iter_mut().zip(&ids) {
-                if (id as u64 + round) % 3 == 0 {
+                if (id as u64 + round).is_multiple_of(3) {
                     *h = host(id, round);
                 }
             }
-            if round % 2 == 0 {
+            if round.is_multiple_of(2) {
                 hosts.remove(round as usize);
                 ids.remove(round as usize);
                 hosts.push(host(100 + round as usize, round));
