@@ -49,6 +49,7 @@ fn main() -> anyhow::Result<()> {
             reconnect: reconnect_tx,
             reloader: None,
             link: None,
+            detail: None,
         };
         let theme = Theme::load("default", Theme::no_color_env()).map_err(anyhow::Error::msg)?;
         lookout::ui::run_with(&config, theme, Keymap::default(), feeds).await

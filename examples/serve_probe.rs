@@ -4,27 +4,30 @@
 //! (receipt time minus the snapshot's `taken_at`; same machine, same clock). At the end, a
 //! `summary` line for the steady state (every second after the first) and a `parts` line:
 //! where the bytes of the steady state's deltas went (each part re-encoded on its own).
+//! With HOST it opens that host's detail view, as a dashboard does, and is sent its
+//! processes too (`procs` in the parts).
 //!
-//!   cargo run --release --example serve_probe -- SOCKET SECONDS
+//!   cargo run --release --example serve_probe -- SOCKET SECONDS [HOST]
 
 use std::time::{Duration, Instant, SystemTime};
 
 use lookout::serve::client::{self, Target};
 use lookout::serve::delta::Replica;
-use lookout::serve::protocol::{self, Delta, ServerMsg, Want};
+use lookout::serve::protocol::{self, ClientMsg, Delta, ServerMsg, Want};
+use tokio::io::AsyncWriteExt;
 
 /// Bytes of the steady state's deltas by what they carried.
 #[derive(Default)]
 struct Parts {
-    /// Hosts' names, status, error, last update and rounds (what is always sent).
+    /// Hosts' positions, last update and rounds, and status and error when they changed.
     header: usize,
     system: usize,
     ping: usize,
     external: usize,
-    /// Whole process lists (the watched processes changed).
-    procs_all: usize,
-    /// Figures of the same processes.
-    procs_figures: usize,
+    /// New hosts, whole.
+    added: usize,
+    /// The detail host's processes (frames of their own).
+    procs: usize,
     checks: usize,
     max_risk: usize,
     triggers: usize,
@@ -40,23 +43,18 @@ fn size<T: serde::Serialize>(v: &T) -> usize {
 
 impl Parts {
     fn count(&mut self, d: &Delta<'_>, frame: usize) {
-        use lookout::serve::protocol::Procs;
         let before = self.sum();
         self.deltas += 1;
         self.hosts += d.hosts.len();
         for h in &d.hosts {
             let (s, p, e, c) = (size(&h.system), size(&h.ping), size(&h.external), size(&h.checks));
-            let procs = size(&h.processes);
             self.system += s;
             self.ping += p;
             self.external += e;
             self.checks += c;
-            match h.processes {
-                Some(Procs::All(_)) => self.procs_all += procs,
-                _ => self.procs_figures += procs,
-            }
-            self.header += size(h) - s - p - e - c - procs;
+            self.header += size(h) - s - p - e - c;
         }
+        self.added += size(&d.added);
         self.max_risk += size(&d.max_risk);
         self.triggers += size(&d.triggers);
         // The frame's length, the header of the delta and the removed list.
@@ -68,8 +66,8 @@ impl Parts {
             + self.system
             + self.ping
             + self.external
-            + self.procs_all
-            + self.procs_figures
+            + self.added
+            + self.procs
             + self.checks
             + self.max_risk
             + self.triggers
@@ -83,6 +81,7 @@ fn main() -> anyhow::Result<()> {
         .next()
         .ok_or_else(|| anyhow::anyhow!("usage: serve_probe SOCKET SECONDS"))?;
     let seconds: u64 = args.next().map_or(Ok(30), |s| s.parse())?;
+    let detail = args.next();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -91,6 +90,11 @@ fn main() -> anyhow::Result<()> {
             .await
             .map_err(anyhow::Error::msg)?;
         let mut replica = Replica::new(2);
+        if let Some(host) = detail {
+            replica.set_detail(1, Some(host.as_str().into()));
+            let ask = protocol::encode(&ClientMsg::Detail { id: 1, host: Some(host) })?;
+            conn.write.write_all(&ask).await?;
+        }
         let mut buf = Vec::new();
         let end = Instant::now() + Duration::from_secs(seconds);
         let mut second = Instant::now() + Duration::from_secs(1);
@@ -121,6 +125,12 @@ fn main() -> anyhow::Result<()> {
                                 parts.count(&d, frame);
                             }
                             Some(replica.apply_delta(d)?)
+                        }
+                        ServerMsg::Processes { id, host, procs } => {
+                            if all_secs > 0 {
+                                parts.procs += size(&procs);
+                            }
+                            replica.apply_processes(id, &host, procs)?
                         }
                         ServerMsg::Metrics(list) => {
                             for m in list {
@@ -185,13 +195,13 @@ fn main() -> anyhow::Result<()> {
         );
         let per_s = |n: usize| n / secs;
         println!(
-            "parts per_s: header={} system={} ping={} external={} procs_all={} procs_figures={} checks={} max_risk={} triggers={} other={} hosts_per_s={} deltas_per_s={}",
+            "parts per_s: header={} system={} ping={} external={} added={} procs={} checks={} max_risk={} triggers={} other={} hosts_per_s={} deltas_per_s={}",
             per_s(parts.header),
             per_s(parts.system),
             per_s(parts.ping),
             per_s(parts.external),
-            per_s(parts.procs_all),
-            per_s(parts.procs_figures),
+            per_s(parts.added),
+            per_s(parts.procs),
             per_s(parts.checks),
             per_s(parts.max_risk),
             per_s(parts.triggers),

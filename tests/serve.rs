@@ -817,3 +817,157 @@ async fn check_reports_reach_snapshot_and_viewers() {
         runs(s).is_some_and(|n| n > before)
     });
 }
+
+/// The local host watching the server's own process.
+const WATCHING: &str = "\n[[watch.processes]]\nhosts = [\"*\"]\nnames = [\"lookout\"]\n";
+
+#[tokio::test]
+async fn a_viewer_gets_the_processes_of_its_detail_host_only() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), &format!("{LOCAL}{WATCHING}"), &[]);
+    // `snapshot --socket` has every host's processes, as the local snapshot does.
+    let start = Instant::now();
+    let snap = loop {
+        let snap = server.snapshot_json();
+        if snap["hosts"][0]["processes"]
+            .as_array()
+            .is_some_and(|p| !p.is_empty())
+        {
+            break snap;
+        }
+        assert!(start.elapsed() < Duration::from_secs(10), "no processes: {snap}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        snap["hosts"][0]["processes"].to_string().contains("lookout"),
+        "{snap}"
+    );
+
+    // A raw viewer: no processes in its state until it opens the host's detail view.
+    let (mut r, mut w) = hello(&server.socket, "view").await;
+    let ServerMsg::Full(state) = next(&mut r).await else {
+        panic!("a full state first")
+    };
+    assert!(state.hosts[0].processes.is_none());
+    let ask = ClientMsg::Detail {
+        id: 7,
+        host: Some("local".into()),
+    };
+    w.write_all(&protocol::encode(&ask).expect("encode"))
+        .await
+        .expect("send");
+    let mut states = 0;
+    let list = loop {
+        match next(&mut r).await {
+            ServerMsg::Processes { id, host, procs } => {
+                assert_eq!((id, host.as_ref()), (7, "local"));
+                match procs {
+                    protocol::Procs::All(list) => break list.into_owned(),
+                    other => panic!("whole first: {other:?}"),
+                }
+            }
+            ServerMsg::Delta(_) => {
+                states += 1;
+                assert!(states < 20, "no processes after {states} deltas");
+            }
+            _ => {}
+        }
+    };
+    assert!(list.iter().any(|p| &*p.name == "lookout"), "{list:?}");
+
+    // The dashboard's link: the same, through its detail channel.
+    let config = common::sshd::parse_config("");
+    let mut feeds = client::attach_feeds(&config, client::Target::Socket(server.socket.clone()));
+    let first = common::sshd::wait_for(&mut feeds.snapshots, Duration::from_secs(10), "the state", |s| {
+        s.host("local").is_some()
+    })
+    .await;
+    assert!(first.host("local").is_some_and(|h| h.processes.is_empty()));
+    let detail = feeds.detail.take().expect("a detail channel");
+    detail.send_replace(Some("local".into()));
+    let seen = common::sshd::wait_for(
+        &mut feeds.snapshots,
+        Duration::from_secs(10),
+        "the detail host's processes",
+        |s| s.host("local").is_some_and(|h| !h.processes.is_empty()),
+    )
+    .await;
+    let p = &seen.host("local").expect("local").processes;
+    assert!(
+        p.iter().any(|p| &*p.name == "lookout" && p.rss_bytes > 0),
+        "{p:?}"
+    );
+    // Closed again: the host keeps none (the server no longer sends them).
+    detail.send_replace(None);
+    common::sshd::wait_for(
+        &mut feeds.snapshots,
+        Duration::from_secs(10),
+        "no processes after the detail view closed",
+        |s| s.host("local").is_some_and(|h| h.processes.is_empty()),
+    )
+    .await;
+
+    // The real dashboard shows them in the host's detail view.
+    let viewer = dir.path().join("viewer.toml");
+    std::fs::write(&viewer, "").expect("viewer config");
+    let tmux = Tmux::new(dir.path());
+    tmux.open(
+        "v",
+        &format!(
+            "{BIN} attach --config {} --socket {}",
+            viewer.display(),
+            server.socket.display()
+        ),
+    );
+    tmux.wait_for("v", "the host", Duration::from_secs(20), |s| {
+        s.contains("local") && s.contains("1 host: 1 up")
+    });
+    tmux.keys("v", &["Enter"]);
+    let (s, _) = tmux.wait_for("v", "the watched processes", Duration::from_secs(10), |s| {
+        s.contains("Watched processes (") && !s.contains("Watched processes (0)")
+    });
+    assert!(s.contains("lookout"), "{s}");
+}
+
+#[tokio::test]
+async fn an_older_viewer_or_server_is_told_the_versions() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = Server::start(dir.path(), LOCAL, &[]);
+    // A protocol-2 viewer (the version before process lists moved to the detail request).
+    let (_r, _w, answer) = raw(
+        &server.socket,
+        "{\"lookout_protocol\":2,\"program\":\"lookout 0.1.0\",\"want\":\"view\"}\n",
+    )
+    .await;
+    let e = answer.error.unwrap_or_default();
+    assert!(
+        e.contains("this server speaks lookout protocol 3")
+            && e.contains("the viewer (lookout 0.1.0) protocol 2")
+            && e.contains("same lookout version"),
+        "{e}"
+    );
+    assert!(server.log_text().contains("refused: protocol 2"));
+
+    // A protocol-2 server: the viewer says so instead of misreading its frames.
+    let path = dir.path().join("old.sock");
+    let listener = tokio::net::UnixListener::bind(&path).expect("bind");
+    let old = tokio::spawn(async move {
+        let (stream, _) = listener.accept().await.expect("accept");
+        let (r, mut w) = stream.into_split();
+        let mut r = BufReader::new(r);
+        let _ = protocol::read_hello(&mut r).await;
+        w.write_all(b"{\"lookout_protocol\":2,\"program\":\"lookout 0.1.0\",\"user\":\"root\"}\n")
+            .await
+            .expect("answer");
+    });
+    let Err(e) = client::connect(&client::Target::Socket(path), protocol::Want::View).await else {
+        panic!("connected to an older server")
+    };
+    assert!(
+        e.contains("the server (lookout 0.1.0) speaks lookout protocol 2")
+            && e.contains("protocol 3")
+            && e.contains("same lookout version"),
+        "{e}"
+    );
+    old.await.expect("the old server");
+}

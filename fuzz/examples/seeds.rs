@@ -86,8 +86,11 @@ fn main() {
     session.push(b'\n');
     let frame = |m: &ServerMsg| protocol::encode(m).expect("a frame");
     session.extend(frame(&ServerMsg::Metrics(protocol::metrics_from(0))));
-    session.extend(frame(&delta::full(&first)));
+    session.extend(frame(&delta::full_view(&first)));
     session.extend(frame(&delta::delta(&first, &second, true)));
+    if let Some(h) = second.hosts.iter().find(|h| !h.processes.is_empty()) {
+        session.extend(frame(&delta::processes(1, h, None).expect("processes")));
+    }
     session.extend(frame(&ServerMsg::Event("{\"event\":\"fuzz\"}".into())));
     session.extend(frame(&ServerMsg::Notice("the server stops".into())));
     let serve_out = corpus.join("serve_frames");
@@ -112,6 +115,10 @@ fn main() {
             until: from_ms(b + 60_000),
         }),
         ClientMsg::Command(WireCommand::Reconnect { host: "web1".into() }),
+        ClientMsg::Detail {
+            id: 1,
+            host: Some("web1".into()),
+        },
     ] {
         control.extend(protocol::encode(&m).expect("a frame"));
     }

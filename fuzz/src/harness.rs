@@ -591,6 +591,12 @@ pub fn serve_frames(data: &[u8], _scratch: &Path) {
                         }
                     }
                 }
+                Ok(ServerMsg::Processes { id, host, procs }) => {
+                    replica.set_detail(id, Some(host.clone()));
+                    if let Ok(Some(snap)) = replica.apply_processes(id, &host, procs) {
+                        let _ = serde_json::to_vec(&*snap);
+                    }
+                }
                 Ok(ServerMsg::Event(_) | ServerMsg::Reply { .. } | ServerMsg::Notice(_)) => {}
                 Err(_) => break,
             }
@@ -601,7 +607,7 @@ pub fn serve_frames(data: &[u8], _scratch: &Path) {
                 Ok(ClientMsg::Command(c)) => {
                     let _ = c.into_command("viewer");
                 }
-                Ok(ClientMsg::Reload) => {}
+                Ok(ClientMsg::Reload | ClientMsg::Detail { .. }) => {}
                 Err(_) => break,
             }
         }

@@ -198,12 +198,15 @@ pub fn attach_feeds(config: &Config, target: Target) -> crate::ui::Feeds {
     let (commands, commands_rx) = mpsc::channel(64);
     let (reconnect, reconnect_rx) = broadcast::channel(64);
     let (link_tx, link_rx) = watch::channel(Some(format!("attaching to {}…", target.describe())));
+    let (detail, detail_rx) = watch::channel(None);
     let ends = LinkEnds {
         snapshots: snap_tx,
         events: events_tx,
         commands: commands_rx,
         reconnect: reconnect_rx,
         link: link_tx,
+        detail: detail_rx,
+        requests: 0,
     };
     tokio::spawn(link(target, config.general.history_len(), ends));
     crate::ui::Feeds {
@@ -215,6 +218,7 @@ pub fn attach_feeds(config: &Config, target: Target) -> crate::ui::Feeds {
         // server: `lookout reload --socket` asks the server.
         reloader: None,
         link: Some(link_rx),
+        detail: Some(detail),
     }
 }
 
@@ -225,6 +229,10 @@ struct LinkEnds {
     reconnect: broadcast::Receiver<HostName>,
     /// What the status line says about the link (None: attached and well).
     link: watch::Sender<Option<String>>,
+    /// The host whose detail view the dashboard has open: the server sends its processes.
+    detail: watch::Receiver<Option<HostName>>,
+    /// Detail requests sent so far (the id of the next one).
+    requests: u32,
 }
 
 /// Keeps the dashboard attached: connect, run a session, and on loss say so and retry with
@@ -279,8 +287,31 @@ async fn send(write: &mut tokio::io::WriteHalf<Stream>, msg: &ClientMsg) -> Resu
     write.flush().await.map_err(|e| e.to_string())
 }
 
+/// Tells the server which host's processes the dashboard shows (a new request each time).
+async fn ask_detail(
+    write: &mut tokio::io::WriteHalf<Stream>,
+    replica: &mut Replica,
+    ends: &mut LinkEnds,
+) -> Result<(), String> {
+    let host = ends.detail.borrow_and_update().clone();
+    ends.requests = ends.requests.wrapping_add(1);
+    replica.set_detail(ends.requests, host.clone());
+    let msg = ClientMsg::Detail {
+        id: ends.requests,
+        host: host.map(|h| h.to_string()),
+    };
+    send(write, &msg).await
+}
+
 async fn session(mut conn: Connection, replica: &mut Replica, ends: &mut LinkEnds) -> Ended {
     let mut buf = Vec::new();
+    // A new server knows nothing of the detail view open before.
+    let mut detail_open = true;
+    if ends.detail.borrow().is_some()
+        && let Err(e) = ask_detail(&mut conn.write, replica, ends).await
+    {
+        return Ended::Lost(e);
+    }
     loop {
         tokio::select! {
             msg = protocol::read_frame::<ServerMsg>(&mut conn.read, protocol::SERVER_FRAME_LIMIT, &mut buf) => {
@@ -301,6 +332,10 @@ async fn session(mut conn: Connection, replica: &mut Replica, ends: &mut LinkEnd
                         register(list);
                         None
                     }
+                    Ok(ServerMsg::Processes { id, host, procs }) => match replica.apply_processes(id, &host, procs) {
+                        Ok(s) => s,
+                        Err(e) => return Ended::Lost(format!("{e}")),
+                    },
                     Ok(ServerMsg::Reply { text, .. } | ServerMsg::Notice(text)) => {
                         log::warn!(target: "lookout", "server: {text}");
                         None
@@ -318,6 +353,13 @@ async fn session(mut conn: Connection, replica: &mut Replica, ends: &mut LinkEnd
                     return Ended::Lost(e);
                 },
                 None => return Ended::Quit,
+            },
+            d = ends.detail.changed(), if detail_open => match d {
+                Ok(()) => if let Err(e) = ask_detail(&mut conn.write, replica, ends).await {
+                    return Ended::Lost(e);
+                },
+                // The dashboard is going: its commands channel says so.
+                Err(_) => detail_open = false,
             },
             h = ends.reconnect.recv() => match h {
                 Ok(host) => if let Err(e) = send(&mut conn.write, &ClientMsg::Command(WireCommand::Reconnect { host: host.to_string() })).await {

@@ -13,8 +13,9 @@ use std::sync::{Arc, RwLock};
 use rustc_hash::FxHashMap;
 
 use super::protocol::{
-    CheckChange, Delta, Header, Part, ProcFigures, ProcSteps, Procs, ServerMsg, State, WireCheck, WireChecks,
-    WireHost, WireTriggers, step_count, steps_per_unit,
+    CheckChange, Delta, Header, HostChange, HostMeta, MaxRiskChange, Part, ProcFigures, ProcSteps, Procs,
+    ServerMsg, Stamp, State, TriggerChange, WireCheck, WireChecks, WireHost, WireMaxRisk, WireTriggers,
+    relative, relative_value, scale, step_count,
 };
 use crate::collectors::checks::parse::{MAX_MESSAGE, MAX_VALUES};
 use crate::model::{CheckReport, HostName, HostStatus, Metric, ProcessDetail, Reading, Source};
@@ -29,8 +30,8 @@ fn header(s: &Snapshot) -> Header {
     }
 }
 
-/// A host's wire form: every part when `old` is `None`, else only the parts that changed.
-fn wire_host<'a>(h: &'a HostView, old: Option<&HostView>) -> WireHost<'a> {
+/// A host's whole wire form, with its processes or without.
+fn wire_host(h: &HostView, with_processes: bool) -> WireHost<'_> {
     WireHost {
         name: h.name.clone(),
         group: h.group.as_deref().map(Cow::Borrowed),
@@ -39,11 +40,71 @@ fn wire_host<'a>(h: &'a HostView, old: Option<&HostView>) -> WireHost<'a> {
         error: h.error.as_deref().map(Cow::Borrowed),
         last_update: h.last_update,
         rounds: h.rounds,
-        system: part(&h.system, old.map(|o| &o.system)),
-        ping: part(&h.ping, old.map(|o| &o.ping)),
-        external: part(&h.external, old.map(|o| &o.external)),
-        processes: procs(&h.processes, old.map(|o| &o.processes)),
-        checks: checks(&h.checks, old.map(|o| &o.checks)),
+        system: part(&h.system, None),
+        ping: part(&h.ping, None),
+        external: part(&h.external, None),
+        processes: with_processes.then(|| Procs::All(Cow::Borrowed(h.processes.as_slice()))),
+        checks: checks(&h.checks, None),
+    }
+}
+
+/// What changed of a host from `old` to `h` (the viewer has `old`'s, within its codes),
+/// `skip` hosts after the previous change. Processes do not travel here.
+fn host_change<'a>(
+    h: &'a HostView,
+    old: &HostView,
+    skip: u32,
+    taken_at: std::time::SystemTime,
+) -> HostChange<'a> {
+    let meta = (h.group != old.group || h.via != old.via || h.status != old.status || h.error != old.error)
+        .then(|| HostMeta {
+            group: h.group.as_deref().map(Cow::Borrowed),
+            via: h.via,
+            status: h.status,
+            error: h.error.as_deref().map(Cow::Borrowed),
+        });
+    HostChange {
+        skip,
+        meta,
+        last_update: stamp(h.last_update, old.last_update, taken_at),
+        rounds: h.rounds.wrapping_sub(old.rounds),
+        system: part(&h.system, Some(&old.system)),
+        ping: part(&h.ping, Some(&old.ping)),
+        external: part(&h.external, Some(&old.external)),
+        checks: checks(&h.checks, Some(&old.checks)),
+    }
+}
+
+fn stamp(
+    new: Option<std::time::SystemTime>,
+    old: Option<std::time::SystemTime>,
+    taken_at: std::time::SystemTime,
+) -> Stamp {
+    match new {
+        _ if new == old => Stamp::Same,
+        None => Stamp::Never,
+        Some(t) => match taken_at.duration_since(t) {
+            Ok(d) => Stamp::Before(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            Err(_) => Stamp::At(t),
+        },
+    }
+}
+
+/// The viewer's `last_update` after a stamp.
+fn stamped(
+    s: Stamp,
+    old: Option<std::time::SystemTime>,
+    taken_at: std::time::SystemTime,
+) -> Option<std::time::SystemTime> {
+    match s {
+        Stamp::Same => old,
+        Stamp::Never => None,
+        Stamp::Before(ms) => Some(
+            taken_at
+                .checked_sub(std::time::Duration::from_millis(ms))
+                .unwrap_or(std::time::UNIX_EPOCH),
+        ),
+        Stamp::At(t) => Some(t),
     }
 }
 
@@ -72,14 +133,14 @@ fn same_series_all(new: &[Reading], old: &[Reading]) -> bool {
     old.len() == new.len() && old.iter().zip(new.iter()).all(|(a, b)| same_series(a, b))
 }
 
-/// The same series' changes as whole steps of their units ([`Part::Steps`]); `None` when a
-/// changed value has no step (a check's own unit) or too many of them, and exact values
-/// must travel instead.
+/// The same series' changes as differences of their codes ([`Part::Steps`], [`scale`]);
+/// `None` when a changed value has no code (a check's own unit, a value beyond the codes),
+/// and exact values must travel instead.
 ///
-/// The viewer's value of each series is always in the same step as the server's: exact
-/// after a full state or exact values, `steps / per_unit` after steps, and unchanged when
-/// the server's value stayed within its step. So adding the server's step difference to the
-/// viewer's own count keeps it so.
+/// The viewer's value of each series always has the same code as the server's: exact
+/// after a full state or exact values, the value of the code after steps (whose code is
+/// that code again), and unchanged when the server's value stayed within its code. So
+/// adding the server's difference of codes to the viewer's own code keeps it so.
 fn steps(new: &[Reading], old: &[Reading]) -> Option<Option<Part<'static>>> {
     let mut changed = vec![0u8; new.len().div_ceil(8)];
     let mut moved = Vec::new();
@@ -87,8 +148,8 @@ fn steps(new: &[Reading], old: &[Reading]) -> Option<Option<Part<'static>>> {
         if a.value.to_bits() == b.value.to_bits() {
             continue;
         }
-        let per_unit = steps_per_unit(b.metric.info().unit)?;
-        let by = step_count(b.value, per_unit)? - step_count(a.value, per_unit)?;
+        let scale = scale(b.metric.info().unit)?;
+        let by = scale.code(b.value)? - scale.code(a.value)?;
         if by != 0 {
             changed[i / 8] |= 1 << (i % 8);
             moved.push(by);
@@ -132,9 +193,9 @@ fn readings_of(part: Part<'_>, old: Option<&[Reading]>) -> Option<Vec<Reading>> 
         Part::Steps { changed, steps } => {
             let mut moved = steps.into_iter();
             let readings = apply_changed(old?, &changed, |r| {
-                let per_unit = steps_per_unit(r.metric.info().unit)?;
-                let q = step_count(r.value, per_unit)?.checked_add(moved.next()?)?;
-                r.value = q as f64 / per_unit;
+                let scale = scale(r.metric.info().unit)?;
+                let c = scale.code(r.value)?.checked_add(moved.next()?)?;
+                r.value = scale.value(c)?;
                 Some(())
             })?;
             moved.next().is_none().then_some(readings)
@@ -336,107 +397,185 @@ fn triggers<'a>(
     if new.len() != old.len() || !new.iter().zip(old).all(|(a, b)| same(a, b)) {
         return WireTriggers::All(Cow::Borrowed(new));
     }
-    let bytes = |t: &crate::triggers::TriggerView| postcard::to_allocvec(t).unwrap_or_default();
+    // All but the value (and the names `same` compared).
+    let rest_same = |a: &crate::triggers::TriggerView, b: &crate::triggers::TriggerView| {
+        a.state == b.state
+            && a.severity == b.severity
+            && a.metric == b.metric
+            && a.threshold.to_bits() == b.threshold.to_bits()
+            && a.since == b.since
+            && a.fires_at == b.fires_at
+            && a.silenced_until == b.silenced_until
+            && a.by == b.by
+    };
+    let value = |t: &crate::triggers::TriggerView| t.value.map(f64::to_bits);
     let mut changed = vec![0u8; new.len().div_ceil(8)];
     let mut lines = Vec::new();
     for (i, (a, b)) in new.iter().zip(old).enumerate() {
-        if bytes(a) != bytes(b) {
+        if !rest_same(a, b) {
             set(&mut changed, i);
-            lines.push(Cow::Borrowed(a));
+            lines.push(TriggerChange::Line(Cow::Borrowed(a)));
+        } else if value(a) != value(b) {
+            set(&mut changed, i);
+            lines.push(TriggerChange::Value(a.value));
         }
     }
     WireTriggers::Lines { changed, lines }
 }
 
-/// How a process's figures moved from `a` to `b` (`None` for a share beyond any step count).
+/// The code of a size (see [`relative`]).
+fn size_code(x: u64) -> Option<i64> {
+    relative(x as f64)
+}
+
+/// How a process's figures moved from `a` to `b` (`None` for a figure beyond any code).
 fn proc_steps(a: &ProcessDetail, b: &ProcessDetail) -> Option<ProcSteps> {
     let pct = |x: f64, y: f64| Some(step_count(y, 100.0)? - step_count(x, 100.0)?);
-    let bytes = |x: u64, y: u64| y.wrapping_sub(x) as i64;
+    let bytes = |x: u64, y: u64| Some(size_code(y)? - size_code(x)?);
     Some(ProcSteps {
         cpu_pct: pct(a.cpu_pct, b.cpu_pct)?,
         mem_pct: pct(a.mem_pct, b.mem_pct)?,
-        rss_bytes: bytes(a.rss_bytes, b.rss_bytes),
-        vms_bytes: bytes(a.vms_bytes, b.vms_bytes),
-        shared_bytes: bytes(a.shared_bytes, b.shared_bytes),
+        rss_bytes: bytes(a.rss_bytes, b.rss_bytes)?,
+        vms_bytes: bytes(a.vms_bytes, b.vms_bytes)?,
+        shared_bytes: bytes(a.shared_bytes, b.shared_bytes)?,
     })
 }
 
 /// A process's figures moved by `s` (the viewer's side of [`proc_steps`]).
 fn moved_by(p: &ProcessDetail, s: ProcSteps) -> Option<ProcessDetail> {
-    // A share that did not move keeps the value the viewer has.
+    // A figure that did not move keeps the value the viewer has.
     let pct = |x: f64, by: i64| match by {
         0 => Some(x),
         _ => Some(step_count(x, 100.0)?.checked_add(by)? as f64 / 100.0),
     };
-    let bytes = |x: u64, by: i64| x.wrapping_add(by as u64);
+    let bytes = |x: u64, by: i64| match by {
+        0 => Some(x),
+        _ => {
+            let v = relative_value(size_code(x)?.checked_add(by)?)?;
+            (0.0..=u64::MAX as f64).contains(&v).then_some(v as u64)
+        }
+    };
     Some(ProcessDetail {
         cpu_pct: pct(p.cpu_pct, s.cpu_pct)?,
         mem_pct: pct(p.mem_pct, s.mem_pct)?,
-        rss_bytes: bytes(p.rss_bytes, s.rss_bytes),
-        vms_bytes: bytes(p.vms_bytes, s.vms_bytes),
-        shared_bytes: bytes(p.shared_bytes, s.shared_bytes),
+        rss_bytes: bytes(p.rss_bytes, s.rss_bytes)?,
+        vms_bytes: bytes(p.vms_bytes, s.vms_bytes)?,
+        shared_bytes: bytes(p.shared_bytes, s.shared_bytes)?,
         ..p.clone()
     })
 }
 
-/// The whole state of a snapshot.
+/// The whole state of a snapshot, every host's processes included (`snapshot --socket`).
 pub fn full(s: &Snapshot) -> ServerMsg<'_> {
+    full_state(s, true)
+}
+
+/// The whole state of a snapshot as a dashboard is sent it: without process lists (a
+/// viewer asks for the processes of the host it shows in detail, [`processes`]).
+pub fn full_view(s: &Snapshot) -> ServerMsg<'_> {
+    full_state(s, false)
+}
+
+fn full_state(s: &Snapshot, with_processes: bool) -> ServerMsg<'_> {
     ServerMsg::Full(State {
         header: header(s),
-        hosts: s.hosts.iter().map(|h| wire_host(h, None)).collect(),
+        hosts: s.hosts.iter().map(|h| wire_host(h, with_processes)).collect(),
         max_risk: Cow::Borrowed(&s.max_risk),
         triggers: Cow::Borrowed(&s.triggers),
     })
 }
 
-/// What changed from `old` to `new`: a delta, or a full state when hosts were reordered
-/// (the engine only appends and removes, so that does not happen in practice).
-/// `triggers_changed` is the caller's: trigger views have no equality of their own.
+/// What changed from `old` to `new` for a dashboard (no process lists): a delta, or a full
+/// state when hosts were reordered (the engine only appends and removes, so that does not
+/// happen in practice). `triggers_changed` is the caller's: trigger views have no equality
+/// of their own.
 pub fn delta<'a>(old: &Snapshot, new: &'a Snapshot, triggers_changed: bool) -> ServerMsg<'a> {
-    let mut hosts = Vec::new();
     let mut removed = Vec::new();
+    // The hosts of `old` that stay, each with its position in `new`.
     let same_order =
         old.hosts.len() <= new.hosts.len() && old.hosts.iter().zip(&new.hosts).all(|(a, b)| a.name == b.name);
-    if same_order {
+    let kept = if same_order {
         // The usual case: nothing removed, new hosts appended.
-        for (i, h) in new.hosts.iter().enumerate() {
-            match old.hosts.get(i) {
-                Some(o) if Arc::ptr_eq(o, h) => {}
-                Some(o) => hosts.push(wire_host(h, Some(o))),
-                None => hosts.push(wire_host(h, None)),
-            }
-        }
+        old.hosts.len()
     } else {
         let now: FxHashMap<&HostName, usize> =
             new.hosts.iter().enumerate().map(|(i, h)| (&h.name, i)).collect();
-        let mut kept = Vec::new();
-        for o in &old.hosts {
+        let mut kept = 0;
+        for (j, o) in old.hosts.iter().enumerate() {
             match now.get(&o.name) {
-                Some(&i) => kept.push((o, i)),
-                None => removed.push(o.name.clone()),
+                // The hosts that stay must keep their order, and new ones come after them.
+                Some(&i) if i == kept => kept += 1,
+                Some(_) => return full_view(new),
+                None => removed.push(j as u32),
             }
         }
-        // The hosts that stay must keep their order, and new ones come after them.
-        if kept.iter().enumerate().any(|(k, &(_, i))| k != i) {
-            return full(new);
+        kept
+    };
+    let mut hosts = Vec::new();
+    let mut next = 0;
+    let mut gone = removed.iter().peekable();
+    let staying = old.hosts.iter().enumerate().filter_map(|(j, o)| {
+        if gone.peek().is_some_and(|&&r| r as usize == j) {
+            gone.next();
+            None
+        } else {
+            Some(o)
         }
-        for (o, i) in kept {
-            let h = &new.hosts[i];
-            if !Arc::ptr_eq(o, h) {
-                hosts.push(wire_host(h, Some(o)));
-            }
-        }
-        let appended = new.hosts.len() - (old.hosts.len() - removed.len());
-        for h in &new.hosts[new.hosts.len() - appended..] {
-            hosts.push(wire_host(h, None));
+    });
+    for (i, (o, h)) in staying.zip(&new.hosts[..kept]).enumerate() {
+        if !Arc::ptr_eq(o, h) {
+            hosts.push(host_change(h, o, (i - next) as u32, new.taken_at));
+            next = i + 1;
         }
     }
     ServerMsg::Delta(Delta {
         header: header(new),
-        hosts,
         removed,
-        max_risk: (old.max_risk != new.max_risk).then_some(Cow::Borrowed(new.max_risk.as_slice())),
+        hosts,
+        added: new.hosts[kept..].iter().map(|h| wire_host(h, false)).collect(),
+        max_risk: max_risk(&new.max_risk, &old.max_risk),
         triggers: triggers_changed.then(|| triggers(&new.triggers, &old.triggers)),
+    })
+}
+
+/// The maximal-risk lines against the viewer's: nothing when equal, the changed lines when
+/// they are of the same metrics in the same order, else every line.
+fn max_risk<'a>(
+    new: &'a [crate::snapshot::MaxRiskLine],
+    old: &[crate::snapshot::MaxRiskLine],
+) -> Option<WireMaxRisk<'a>> {
+    if new == old {
+        return None;
+    }
+    if new.len() != old.len() || !new.iter().zip(old).all(|(a, b)| a.metric == b.metric) {
+        return Some(WireMaxRisk::All(Cow::Borrowed(new)));
+    }
+    let mut changed = vec![0u8; new.len().div_ceil(8)];
+    let mut lines = Vec::new();
+    for (i, (a, b)) in new.iter().zip(old).enumerate() {
+        if a != b {
+            set(&mut changed, i);
+            lines.push(MaxRiskChange {
+                place: (a.host != b.host || a.instance != b.instance)
+                    .then(|| (a.host.clone(), Cow::Borrowed(&*a.instance))),
+                value: a.value,
+            });
+        }
+    }
+    Some(WireMaxRisk::Lines { changed, lines })
+}
+
+/// The processes of `host` for a viewer that has `sent` of them (`None`: nothing yet, or
+/// not since its last full state): whole, or what changed; `None` when nothing did.
+pub fn processes<'a>(
+    id: u32,
+    host: &'a HostView,
+    sent: Option<&Arc<Vec<ProcessDetail>>>,
+) -> Option<ServerMsg<'a>> {
+    Some(ServerMsg::Processes {
+        id,
+        host: host.name.clone(),
+        procs: procs(&host.processes, sent)?,
     })
 }
 
@@ -445,7 +584,7 @@ pub fn delta<'a>(old: &Snapshot, new: &'a Snapshot, triggers_changed: bool) -> S
 pub enum ApplyError {
     #[error("a delta before any full state")]
     NoBase,
-    #[error("delta for unknown host `{0}` without its values")]
+    #[error("delta for host {0}, which the viewer does not have")]
     UnknownHost(String),
     #[error("delta for host `{0}` does not fit the values it has")]
     Mismatch(String),
@@ -456,8 +595,17 @@ pub struct Replica {
     /// Samples of history each host keeps for the charts (recorded here from the deltas).
     history_cap: usize,
     hosts: Vec<Arc<HostView>>,
-    index: FxHashMap<HostName, usize>,
     current: Option<Arc<Snapshot>>,
+    /// The last detail request (its id, and the host): only its answers are applied.
+    detail: Option<(u32, HostName)>,
+}
+
+/// A host's parts in a message, whole or as changes.
+struct Parts<'a> {
+    system: Option<Part<'a>>,
+    ping: Option<Part<'a>>,
+    external: Option<Part<'a>>,
+    checks: Option<WireChecks<'a>>,
 }
 
 impl Replica {
@@ -465,8 +613,8 @@ impl Replica {
         Replica {
             history_cap,
             hosts: Vec::new(),
-            index: FxHashMap::default(),
             current: None,
+            detail: None,
         }
     }
 
@@ -476,17 +624,17 @@ impl Replica {
     }
 
     /// Applies a full state: hosts not in it are forgotten, the others keep their history.
+    /// A host without its processes in it has none (a dashboard's full state: the viewer
+    /// asks for those of its detail host again).
     pub fn apply_full(&mut self, state: State<'_>) -> Arc<Snapshot> {
         let mut old: FxHashMap<HostName, Arc<HostView>> =
             self.hosts.drain(..).map(|h| (h.name.clone(), h)).collect();
-        self.index.clear();
         for w in state.hosts {
             let base = old.remove(&w.name);
-            let Ok(view) = self.build(w, base.as_deref()) else {
+            let Ok(view) = self.whole(w, base.as_deref()) else {
                 // A full state carries whole parts, which always fit.
                 continue;
             };
-            self.index.insert(view.name.clone(), self.hosts.len());
             self.hosts.push(Arc::new(view));
         }
         self.publish(
@@ -502,39 +650,68 @@ impl Replica {
             return Err(ApplyError::NoBase);
         };
         if !delta.removed.is_empty() {
-            self.hosts.retain(|h| !delta.removed.contains(&h.name));
-            self.index = self
-                .hosts
-                .iter()
-                .enumerate()
-                .map(|(i, h)| (h.name.clone(), i))
-                .collect();
-        }
-        for w in delta.hosts {
-            match self.index.get(&w.name) {
-                Some(&i) => {
-                    let view = self.build(w, Some(&self.hosts[i]))?;
-                    self.hosts[i] = Arc::new(view);
+            let mut gone = delta.removed.iter().peekable();
+            let mut j = 0u32;
+            self.hosts.retain(|_| {
+                let remove = gone.peek().is_some_and(|&&r| r == j);
+                if remove {
+                    gone.next();
                 }
-                None => {
-                    let whole = |p: &Option<Part<'_>>| matches!(p, Some(Part::Readings(_)));
-                    if !whole(&w.system)
-                        || !whole(&w.ping)
-                        || !whole(&w.external)
-                        || !matches!(w.processes, Some(Procs::All(_)))
-                        || !matches!(w.checks, Some(WireChecks::All(_)))
-                    {
-                        return Err(ApplyError::UnknownHost(w.name.to_string()));
-                    }
-                    let view = self.build(w, None)?;
-                    self.index.insert(view.name.clone(), self.hosts.len());
-                    self.hosts.push(Arc::new(view));
-                }
+                j += 1;
+                !remove
+            });
+            if gone.next().is_some() {
+                return Err(ApplyError::UnknownHost("positions removed".into()));
             }
         }
-        let max_risk = delta
-            .max_risk
-            .map_or_else(|| current.max_risk.clone(), Cow::into_owned);
+        let mut at = 0usize;
+        for c in delta.hosts {
+            let i = at
+                .checked_add(c.skip as usize)
+                .filter(|&i| i < self.hosts.len())
+                .ok_or_else(|| ApplyError::UnknownHost(format!("#{}", at.saturating_add(c.skip as usize))))?;
+            let view = self.change(c, &self.hosts[i], delta.header.taken_at)?;
+            self.hosts[i] = Arc::new(view);
+            at = i + 1;
+        }
+        for w in delta.added {
+            let whole = |p: &Option<Part<'_>>| matches!(p, Some(Part::Readings(_)));
+            if !whole(&w.system)
+                || !whole(&w.ping)
+                || !whole(&w.external)
+                || !matches!(w.checks, Some(WireChecks::All(_)))
+            {
+                return Err(ApplyError::Mismatch(w.name.to_string()));
+            }
+            let view = self.whole(w, None)?;
+            self.hosts.push(Arc::new(view));
+        }
+        let max_risk = match delta.max_risk {
+            None => current.max_risk.clone(),
+            Some(WireMaxRisk::All(l)) => l.into_owned(),
+            Some(WireMaxRisk::Lines { changed, lines }) => {
+                let mut all = current.max_risk.clone();
+                let bad = || ApplyError::Mismatch("the maximal-risk lines".into());
+                if changed.len() != all.len().div_ceil(8) {
+                    return Err(bad());
+                }
+                let mut lines = lines.into_iter();
+                for (i, l) in all.iter_mut().enumerate() {
+                    if bit(&changed, i) {
+                        let c = lines.next().ok_or_else(bad)?;
+                        if let Some((host, instance)) = c.place {
+                            l.host = host;
+                            l.instance = instance.as_ref().into();
+                        }
+                        l.value = c.value;
+                    }
+                }
+                if lines.next().is_some() {
+                    return Err(bad());
+                }
+                all
+            }
+        };
         let triggers = match delta.triggers {
             None => current.triggers.clone(),
             Some(WireTriggers::All(t)) => t.into_owned(),
@@ -547,7 +724,10 @@ impl Replica {
                 let mut lines = lines.into_iter();
                 for (i, t) in all.iter_mut().enumerate() {
                     if bit(&changed, i) {
-                        *t = lines.next().ok_or_else(bad)?.into_owned();
+                        match lines.next().ok_or_else(bad)? {
+                            TriggerChange::Value(v) => t.value = v,
+                            TriggerChange::Line(l) => *t = l.into_owned(),
+                        }
                     }
                 }
                 if lines.next().is_some() {
@@ -557,6 +737,58 @@ impl Replica {
             }
         };
         Ok(self.publish(delta.header, max_risk, triggers))
+    }
+
+    /// The viewer asks for the processes of `host` (or of none) with request `id`: answers
+    /// to earlier requests are ignored from now on, and the host it showed before keeps no
+    /// processes (they would no longer be kept up to date).
+    pub fn set_detail(&mut self, id: u32, host: Option<HostName>) {
+        if let Some((_, old)) = self.detail.take()
+            && host.as_ref() != Some(&old)
+            && let Some(h) = self.hosts.iter_mut().find(|h| h.name == old)
+            && !h.processes.is_empty()
+        {
+            *h = Arc::new(HostView {
+                processes: Arc::default(),
+                ..HostView::clone(h)
+            });
+        }
+        self.detail = host.map(|h| (id, h));
+    }
+
+    /// Applies the processes of the detail host; `Ok(None)` for an answer to an earlier
+    /// request (or about a host the viewer no longer has: it went in a delta).
+    pub fn apply_processes(
+        &mut self,
+        id: u32,
+        host: &HostName,
+        procs: Procs<'_>,
+    ) -> Result<Option<Arc<Snapshot>>, ApplyError> {
+        let Some(current) = self.current.clone() else {
+            return Err(ApplyError::NoBase);
+        };
+        if self.detail.as_ref().is_none_or(|(i, h)| *i != id || h != host) {
+            return Ok(None);
+        }
+        let Some(i) = self.hosts.iter().position(|h| h.name == *host) else {
+            return Ok(None);
+        };
+        let processes = processes_of(procs, &self.hosts[i].processes)
+            .ok_or_else(|| ApplyError::Mismatch(host.to_string()))?;
+        self.hosts[i] = Arc::new(HostView {
+            processes: Arc::new(processes),
+            ..HostView::clone(&self.hosts[i])
+        });
+        let h = Header {
+            seq: current.seq,
+            taken_at: current.taken_at,
+            interval: current.interval,
+        };
+        Ok(Some(self.publish(
+            h,
+            current.max_risk.clone(),
+            current.triggers.clone(),
+        )))
     }
 
     fn publish(
@@ -577,13 +809,93 @@ impl Replica {
         snap
     }
 
-    /// A host's new view from its wire form over its previous view (parts not sent are kept).
-    fn build(&self, w: WireHost<'_>, base: Option<&HostView>) -> Result<HostView, ApplyError> {
+    /// A host's view from its whole wire form (history kept from `base`, the view it had).
+    fn whole(&self, w: WireHost<'_>, base: Option<&HostView>) -> Result<HostView, ApplyError> {
         let history = base.map_or_else(
             || Arc::new(RwLock::new(HostHistory::new(self.history_cap))),
             |b| b.history.clone(),
         );
-        let name = w.name.clone();
+        let processes = match w.processes {
+            None => Arc::default(),
+            Some(p) => {
+                Arc::new(processes_of(p, &[]).ok_or_else(|| ApplyError::Mismatch(w.name.to_string()))?)
+            }
+        };
+        let parts = Parts {
+            system: w.system,
+            ping: w.ping,
+            external: w.external,
+            checks: w.checks,
+        };
+        let (system, ping, external, checks) = Self::parts(&w.name, parts, None, &history)?;
+        Ok(HostView {
+            system,
+            ping,
+            external,
+            processes,
+            up: Reading::host(Metric::HostUp, if w.status == HostStatus::Up { 1.0 } else { 0.0 }),
+            name: w.name,
+            group: w.group.map(Cow::into_owned),
+            via: w.via,
+            status: w.status,
+            error: w.error.map(Cow::into_owned),
+            last_update: w.last_update,
+            rounds: w.rounds,
+            checks,
+            history,
+        })
+    }
+
+    /// A host's new view from a change over its previous view (parts not sent are kept).
+    fn change(
+        &self,
+        c: HostChange<'_>,
+        base: &HostView,
+        taken_at: std::time::SystemTime,
+    ) -> Result<HostView, ApplyError> {
+        let parts = Parts {
+            system: c.system,
+            ping: c.ping,
+            external: c.external,
+            checks: c.checks,
+        };
+        let (system, ping, external, checks) = Self::parts(&base.name, parts, Some(base), &base.history)?;
+        let mut view = HostView {
+            system,
+            ping,
+            external,
+            checks,
+            last_update: stamped(c.last_update, base.last_update, taken_at),
+            rounds: base.rounds.wrapping_add(c.rounds),
+            ..base.clone()
+        };
+        if let Some(m) = c.meta {
+            view.group = m.group.map(Cow::into_owned);
+            view.via = m.via;
+            view.status = m.status;
+            view.error = m.error.map(Cow::into_owned);
+            view.up = Reading::host(Metric::HostUp, if m.status == HostStatus::Up { 1.0 } else { 0.0 });
+        }
+        Ok(view)
+    }
+
+    /// A host's readings and checks from their wire form over `base`'s; readings that came
+    /// are recorded in its history.
+    #[allow(clippy::type_complexity)]
+    fn parts(
+        name: &HostName,
+        w: Parts<'_>,
+        base: Option<&HostView>,
+        history: &crate::store::SharedHistory,
+    ) -> Result<
+        (
+            Arc<Vec<Reading>>,
+            Arc<Vec<Reading>>,
+            Arc<Vec<Reading>>,
+            Arc<Vec<Arc<CheckReport>>>,
+        ),
+        ApplyError,
+    > {
         let mismatch = || ApplyError::Mismatch(name.to_string());
         let take = |part: Option<Part<'_>>, old: Option<&Arc<Vec<Reading>>>, source: Source| {
             let readings = match part {
@@ -634,109 +946,96 @@ impl Replica {
                 Arc::new(list)
             }
         };
-        let processes = match w.processes {
-            None => base.map(|b| b.processes.clone()).unwrap_or_default(),
-            Some(Procs::All(p)) => Arc::new(p.into_owned()),
-            Some(Procs::Figures(f)) => {
-                let old = base.map(|b| &b.processes).ok_or_else(mismatch)?;
-                if old.len() != f.len() {
-                    return Err(mismatch());
-                }
-                Arc::new(
-                    old.iter()
-                        .zip(f)
-                        .map(|(p, f)| ProcessDetail {
-                            cpu_pct: f.cpu_pct,
-                            mem_pct: f.mem_pct,
-                            rss_bytes: f.rss_bytes,
-                            vms_bytes: f.vms_bytes,
-                            shared_bytes: f.shared_bytes,
-                            ..p.clone()
-                        })
-                        .collect(),
-                )
-            }
-            Some(Procs::Steps { changed, steps }) => {
-                let old = base.map(|b| &b.processes).ok_or_else(mismatch)?;
-                if changed.len() != old.len().div_ceil(8) {
-                    return Err(mismatch());
-                }
-                let mut moved = steps.into_iter();
-                let mut list = Vec::with_capacity(old.len());
-                for (i, p) in old.iter().enumerate() {
-                    if changed[i / 8] & (1 << (i % 8)) != 0 {
-                        let s = moved.next().ok_or_else(mismatch)?;
-                        list.push(moved_by(p, s).ok_or_else(mismatch)?);
-                    } else {
-                        list.push(p.clone());
-                    }
-                }
-                if moved.next().is_some() {
-                    return Err(mismatch());
-                }
-                Arc::new(list)
-            }
-            Some(Procs::Edit {
-                kept,
-                changed,
-                steps,
-                added,
-            }) => {
-                let old = base.map(|b| &b.processes).ok_or_else(mismatch)?;
-                if kept.len() != old.len().div_ceil(8) {
-                    return Err(mismatch());
-                }
-                let staying: Vec<&ProcessDetail> = old
-                    .iter()
-                    .enumerate()
-                    .filter(|(i, _)| bit(&kept, *i))
-                    .map(|(_, p)| p)
-                    .collect();
-                if changed.len() != staying.len().div_ceil(8) {
-                    return Err(mismatch());
-                }
-                let mut moved = steps.into_iter();
-                let mut list = Vec::with_capacity(staying.len() + added.len());
-                for (i, p) in staying.into_iter().enumerate() {
-                    if bit(&changed, i) {
-                        let s = moved.next().ok_or_else(mismatch)?;
-                        list.push(moved_by(p, s).ok_or_else(mismatch)?);
-                    } else {
-                        list.push(p.clone());
-                    }
-                }
-                if moved.next().is_some() {
-                    return Err(mismatch());
-                }
-                let mut last = None::<usize>;
-                for (at, p) in added {
-                    let at = at as usize;
-                    if at > list.len() || last.is_some_and(|l| at <= l) {
-                        return Err(mismatch());
-                    }
-                    list.insert(at, p.into_owned());
-                    last = Some(at);
-                }
-                Arc::new(list)
-            }
-        };
-        Ok(HostView {
-            system: take(w.system, base.map(|b| &b.system), Source::System)?,
-            ping: take(w.ping, base.map(|b| &b.ping), Source::Ping)?,
-            external: take(w.external, base.map(|b| &b.external), Source::External)?,
-            processes,
-            up: Reading::host(Metric::HostUp, if w.status == HostStatus::Up { 1.0 } else { 0.0 }),
-            name: w.name,
-            group: w.group.map(Cow::into_owned),
-            via: w.via,
-            status: w.status,
-            error: w.error.map(Cow::into_owned),
-            last_update: w.last_update,
-            rounds: w.rounds,
+        Ok((
+            take(w.system, base.map(|b| &b.system), Source::System)?,
+            take(w.ping, base.map(|b| &b.ping), Source::Ping)?,
+            take(w.external, base.map(|b| &b.external), Source::External)?,
             checks,
-            history,
-        })
+        ))
     }
+}
+
+/// A host's processes from their wire form over the viewer's `old` ones; `None` when it
+/// does not fit them.
+fn processes_of(procs: Procs<'_>, old: &[ProcessDetail]) -> Option<Vec<ProcessDetail>> {
+    Some(match procs {
+        Procs::All(p) => p.into_owned(),
+        Procs::Figures(f) => {
+            if old.len() != f.len() {
+                return None;
+            }
+            old.iter()
+                .zip(f)
+                .map(|(p, f)| ProcessDetail {
+                    cpu_pct: f.cpu_pct,
+                    mem_pct: f.mem_pct,
+                    rss_bytes: f.rss_bytes,
+                    vms_bytes: f.vms_bytes,
+                    shared_bytes: f.shared_bytes,
+                    ..p.clone()
+                })
+                .collect()
+        }
+        Procs::Steps { changed, steps } => {
+            if changed.len() != old.len().div_ceil(8) {
+                return None;
+            }
+            let mut moved = steps.into_iter();
+            let mut list = Vec::with_capacity(old.len());
+            for (i, p) in old.iter().enumerate() {
+                if bit(&changed, i) {
+                    list.push(moved_by(p, moved.next()?)?);
+                } else {
+                    list.push(p.clone());
+                }
+            }
+            if moved.next().is_some() {
+                return None;
+            }
+            list
+        }
+        Procs::Edit {
+            kept,
+            changed,
+            steps,
+            added,
+        } => {
+            if kept.len() != old.len().div_ceil(8) {
+                return None;
+            }
+            let staying: Vec<&ProcessDetail> = old
+                .iter()
+                .enumerate()
+                .filter(|(i, _)| bit(&kept, *i))
+                .map(|(_, p)| p)
+                .collect();
+            if changed.len() != staying.len().div_ceil(8) {
+                return None;
+            }
+            let mut moved = steps.into_iter();
+            let mut list = Vec::with_capacity(staying.len() + added.len());
+            for (i, p) in staying.into_iter().enumerate() {
+                if bit(&changed, i) {
+                    list.push(moved_by(p, moved.next()?)?);
+                } else {
+                    list.push(p.clone());
+                }
+            }
+            if moved.next().is_some() {
+                return None;
+            }
+            let mut last = None::<usize>;
+            for (at, p) in added {
+                let at = at as usize;
+                if at > list.len() || last.is_some_and(|l| at <= l) {
+                    return None;
+                }
+                list.insert(at, p.into_owned());
+                last = Some(at);
+            }
+            list
+        }
+    })
 }
 
 #[cfg(test)]
@@ -799,9 +1098,12 @@ mod tests {
         let ServerMsg::Delta(d) = &msg else {
             panic!("delta")
         };
-        assert_eq!(d.hosts.len(), 2, "a is unchanged");
-        assert!(d.hosts[0].system.is_none() && d.hosts[0].processes.is_none());
-        assert!(d.hosts[1].system.is_some(), "a new host comes whole");
+        assert_eq!(d.hosts.len(), 1, "a is unchanged");
+        assert_eq!(d.hosts[0].skip, 1, "b is the second host");
+        assert!(d.hosts[0].system.is_none() && d.hosts[0].meta.is_some());
+        assert_eq!(d.hosts[0].last_update, Stamp::Same);
+        assert_eq!(d.added.len(), 1);
+        assert!(d.added[0].system.is_some(), "a new host comes whole");
         assert!(d.max_risk.is_none() && d.triggers.is_none());
         let ServerMsg::Delta(d) = round_trip(&msg).await else {
             panic!("delta")
@@ -818,7 +1120,7 @@ mod tests {
         let ServerMsg::Delta(d) = round_trip(&delta(&s2, &s3, false)).await else {
             panic!("delta")
         };
-        assert_eq!(d.removed.len(), 1);
+        assert_eq!(d.removed, [1]);
         assert!(d.hosts.is_empty());
         let got = replica.apply_delta(d).expect("applies");
         assert_eq!(json(&got), json(&s3));
@@ -838,10 +1140,6 @@ mod tests {
             matches!(&d.hosts[0].system, Some(Part::Steps { changed, steps }) if changed == &[1] && steps == &[250]),
             "{:?}",
             d.hosts[0].system
-        );
-        assert!(
-            d.hosts[0].processes.is_none(),
-            "an equal empty list does not travel"
         );
         let ServerMsg::Delta(d) = round_trip(&msg).await else {
             panic!("delta")
@@ -970,7 +1268,7 @@ mod tests {
         // A change for a check the viewer does not have is refused, not applied.
         let bad = Delta {
             header: header(&s5),
-            hosts: vec![WireHost {
+            hosts: vec![HostChange {
                 checks: Some(WireChecks::Changed(vec![CheckChange {
                     index: 7,
                     status: 0,
@@ -978,17 +1276,33 @@ mod tests {
                     duration_ms: 1.0,
                     readings: None,
                 }])),
-                ..wire_host(&s5.hosts[0], Some(&s5.hosts[0]))
+                ..host_change(&s5.hosts[0], &s5.hosts[0], 0, s5.taken_at)
             }],
             removed: vec![],
+            added: vec![],
             max_risk: None,
             triggers: None,
         };
         assert!(matches!(replica.apply_delta(bad), Err(ApplyError::Mismatch(_))));
     }
 
+    /// The processes of `new`'s first host after `old`'s, as a viewer with detail request
+    /// `id` is sent them, applied to its replica (`None`: nothing travelled).
+    async fn detail(
+        replica: &mut Replica,
+        id: u32,
+        old: Option<&Snapshot>,
+        new: &Snapshot,
+    ) -> Option<Arc<Snapshot>> {
+        let msg = processes(id, &new.hosts[0], old.map(|o| &o.hosts[0].processes))?;
+        let ServerMsg::Processes { id, host, procs } = round_trip(&msg).await else {
+            panic!("processes")
+        };
+        replica.apply_processes(id, &host, procs).expect("applies")
+    }
+
     #[tokio::test]
-    async fn values_and_figures_travel_as_steps_within_half_a_step() {
+    async fn values_and_figures_travel_as_codes_within_their_resolution() {
         let process = |cpu: f64, rss: u64| ProcessDetail {
             watch: "w".into(),
             pid: 7,
@@ -1019,13 +1333,22 @@ mod tests {
         let value = |s: &Snapshot, m: Metric| s.hosts[0].values(m).next().map(|r| r.value);
         let mut replica = Replica::new(4);
         let s1 = snap(1, vec![host(12.3456, 0.5, 1000.0, vec![process(1.234, 100)])]);
-        let ServerMsg::Full(state) = round_trip(&full(&s1)).await else {
+        let ServerMsg::Full(state) = round_trip(&full_view(&s1)).await else {
             panic!("full")
         };
-        replica.apply_full(state);
+        let got = replica.apply_full(state);
+        assert!(
+            got.hosts[0].processes.is_empty(),
+            "a dashboard's state has no processes"
+        );
+        replica.set_detail(1, Some("a".into()));
+        let got = detail(&mut replica, 1, None, &s1)
+            .await
+            .expect("the processes, whole");
+        assert_eq!(json(&got), json(&s1));
 
         // The CPU share moves by less than half a hundredth: it does not travel; the load
-        // and the counter do, as steps; so does the process's new RSS, alone.
+        // and the counter do, as codes; so does the process's new RSS, alone.
         let s2 = snap(
             2,
             vec![host(12.3458, 0.75, 1_000_000_123.0, vec![process(1.234, 200)])],
@@ -1034,13 +1357,22 @@ mod tests {
         let ServerMsg::Delta(d) = &msg else {
             panic!("delta")
         };
+        let rx = relative(1_000_000_123.0).expect("a code") - 1000;
         assert!(
-            matches!(&d.hosts[0].system, Some(Part::Steps { changed, steps }) if changed == &[0b110] && steps == &[250, 999_999_123]),
+            matches!(&d.hosts[0].system, Some(Part::Steps { changed, steps }) if changed == &[0b110] && steps == &[250, rx]),
             "{:?}",
             d.hosts[0].system
         );
-        let Some(Procs::Steps { changed, steps }) = &d.hosts[0].processes else {
-            panic!("{:?}", d.hosts[0].processes)
+        let ServerMsg::Delta(d) = round_trip(&msg).await else {
+            panic!("delta")
+        };
+        replica.apply_delta(d).expect("applies");
+        let ServerMsg::Processes {
+            procs: Procs::Steps { changed, steps },
+            ..
+        } = processes(1, &s2.hosts[0], Some(&s1.hosts[0].processes)).expect("moved")
+        else {
+            panic!("steps")
         };
         assert_eq!(changed, &[1]);
         assert_eq!(
@@ -1050,44 +1382,65 @@ mod tests {
                 ..ProcSteps::default()
             }]
         );
-        let ServerMsg::Delta(d) = round_trip(&msg).await else {
-            panic!("delta")
-        };
-        let got = replica.apply_delta(d).expect("applies");
+        let got = detail(&mut replica, 1, Some(&s1), &s2).await.expect("moved");
         assert_eq!(
             value(&got, Metric::CpuUsage),
             Some(12.3456),
             "the exact value it had"
         );
         assert_eq!(value(&got, Metric::Load1), Some(0.75));
-        assert_eq!(
-            value(&got, Metric::NetRxBytes),
-            Some(1_000_000_123.0),
-            "bytes are exact"
+        let seen = value(&got, Metric::NetRxBytes).expect("rx");
+        assert!(
+            (seen - 1_000_000_123.0).abs() <= 1_000_000_123.0 / 4096.0,
+            "within 12 significant bits: {seen}"
         );
-        assert_eq!(got.hosts[0].processes[0].rss_bytes, 200);
+        assert_eq!(got.hosts[0].processes[0].rss_bytes, 200, "small sizes are exact");
         assert_eq!(got.hosts[0].processes[0].cpu_pct, 1.234);
 
-        // Further moves keep the viewer within half a step of the server, every time.
+        // Further moves keep the viewer within half a step (a code) of the server, every time.
         let mut prev = s2;
-        for (k, cpu) in [50.0, 33.333_333, 0.004, 99.995, 7.0].into_iter().enumerate() {
+        for (k, (cpu, rx, rss)) in [
+            (50.0, 1_000_500_000.0, 5_000_000),
+            (33.333_333, 1_000_500_001.0, 5_000_001),
+            (0.004, 2e12, 7_777_777_777),
+            (99.995, 2.0001e12, 4095),
+            (7.0, 4097.0, 4097),
+        ]
+        .into_iter()
+        .enumerate()
+        {
             let s = snap(
                 3 + k as u64,
-                vec![host(cpu, 0.75, 1_000_000_123.0, vec![process(cpu / 3.0, 200)])],
+                vec![host(cpu, 0.75, rx, vec![process(cpu / 3.0, rss)])],
             );
             let ServerMsg::Delta(d) = round_trip(&delta(&prev, &s, false)).await else {
                 panic!("delta")
             };
-            let got = replica.apply_delta(d).expect("applies");
+            let mut got = replica.apply_delta(d).expect("applies");
+            if let Some(g) = detail(&mut replica, 1, Some(&prev), &s).await {
+                got = g;
+            }
             let seen = value(&got, Metric::CpuUsage).expect("cpu");
             assert!((seen - cpu).abs() <= 0.005 + 1e-9, "{seen} for {cpu}");
-            let p = got.hosts[0].processes[0].cpu_pct;
-            assert!((p - cpu / 3.0).abs() <= 0.005 + 1e-9, "{p} for {}", cpu / 3.0);
+            let seen = value(&got, Metric::NetRxBytes).expect("rx");
+            assert!((seen - rx).abs() <= rx / 4096.0, "{seen} for {rx}");
+            let p = &got.hosts[0].processes[0];
+            assert!(
+                (p.cpu_pct - cpu / 3.0).abs() <= 0.005 + 1e-9,
+                "{} for {}",
+                p.cpu_pct,
+                cpu / 3.0
+            );
+            assert!(
+                p.rss_bytes.abs_diff(rss) <= rss / 4096,
+                "{} for {rss}",
+                p.rss_bytes
+            );
             prev = s;
         }
 
-        // A value too large to count in steps travels exactly.
-        let huge = snap(9, vec![host(7.0, 0.75, 1e300, vec![process(7.0 / 3.0, 200)])]);
+        // A value too large for the codes travels exactly.
+        let huge = snap(9, vec![host(7.0, 0.75, 1e305, vec![process(7.0 / 3.0, 4097)])]);
         let msg = delta(&prev, &huge, false);
         let ServerMsg::Delta(d) = &msg else {
             panic!("delta")
@@ -1101,7 +1454,259 @@ mod tests {
             panic!("delta")
         };
         let got = replica.apply_delta(d).expect("applies");
-        assert_eq!(value(&got, Metric::NetRxBytes), Some(1e300));
+        assert_eq!(value(&got, Metric::NetRxBytes), Some(1e305));
+    }
+
+    #[test]
+    fn relative_codes_keep_twelve_significant_bits() {
+        // Exact below 4096, and every code is the code of its value.
+        for x in [0.0, 1.0, 17.0, 2047.0, 2048.0, 4095.0, -3.0] {
+            let c = relative(x).expect("a code");
+            assert_eq!(c, x as i64);
+            assert_eq!(relative_value(c), Some(x));
+        }
+        let mut last = None;
+        let mut x = 1.0f64;
+        while x < 1e20 {
+            for v in [x, x * 1.000_1, x * 1.5, x * 1.999_9, -x] {
+                let c = relative(v).expect("a code");
+                let back = relative_value(c).expect("a value");
+                assert_eq!(relative(back), Some(c), "{v}: code {c} is its value's");
+                assert!((back - v).abs() <= (v.abs() / 4096.0).max(0.5), "{v} -> {back}");
+            }
+            // Codes grow with values, by one between neighbours.
+            let c = relative(x).expect("a code");
+            if let Some(l) = last {
+                assert!(c >= l, "{x}");
+            }
+            last = Some(c);
+            x *= 1.37;
+        }
+        // The bands join: the top of one is the bottom of the next.
+        for e in 12..60 {
+            let edge = 2f64.powi(e);
+            let (below, at) = (relative(edge - edge / 8192.0 / 4.0), relative(edge));
+            assert!(below.is_some_and(|b| at.is_some_and(|a| a - b <= 1)), "{e}");
+        }
+        // A small move of a large value is a small difference of codes.
+        let a = relative(10e9).expect("a code");
+        let b = relative(10e9 * 1.01).expect("a code");
+        // (1% of a mantissa in [2048, 4096).)
+        assert!((20..=41).contains(&(b - a)), "{}", b - a);
+        assert_eq!(relative(10e9 + 1000.0), Some(a), "below its resolution");
+        for bad in [f64::NAN, f64::INFINITY, 1e305] {
+            assert_eq!(relative(bad), None);
+        }
+        // Seconds and milliseconds keep microseconds (as before) under 4.096 s.
+        let s = crate::serve::protocol::scale(crate::model::Unit::Seconds).expect("a scale");
+        assert_eq!(s.value(s.code(1.234_567).expect("a code")), Some(1.235));
+    }
+
+    /// Whether the viewer's snapshot is the server's, within what the wire keeps: the same
+    /// hosts in the same order with the same header, values within their codes, updates
+    /// within a millisecond.
+    fn assert_close(got: &Snapshot, want: &Snapshot) {
+        assert_eq!(got.seq, want.seq);
+        let names = |s: &Snapshot| s.hosts.iter().map(|h| h.name.to_string()).collect::<Vec<_>>();
+        assert_eq!(names(got), names(want));
+        for (g, w) in got.hosts.iter().zip(&want.hosts) {
+            assert_eq!(
+                (g.status, &g.error, g.rounds, &g.group),
+                (w.status, &w.error, w.rounds, &w.group)
+            );
+            match (g.last_update, w.last_update) {
+                (Some(a), Some(b)) => {
+                    let d = a
+                        .duration_since(b)
+                        .or_else(|_| b.duration_since(a))
+                        .expect("a difference");
+                    assert!(d <= std::time::Duration::from_millis(1), "{d:?}");
+                }
+                (a, b) => assert_eq!(a, b),
+            }
+            for (gs, ws) in [(&g.system, &w.system), (&g.ping, &w.ping)] {
+                assert_eq!(gs.len(), ws.len());
+                for (a, b) in gs.iter().zip(ws.iter()) {
+                    assert!(same_series(a, b));
+                    let tolerance = match scale(b.metric.info().unit) {
+                        Some(crate::serve::protocol::Scale::Linear(p)) => 0.5 / p + 1e-9,
+                        Some(crate::serve::protocol::Scale::Relative(p)) => {
+                            (b.value.abs() / 4096.0).max(0.5 / p)
+                        }
+                        None => 0.0,
+                    };
+                    assert!(
+                        (a.value - b.value).abs() <= tolerance,
+                        "{}: {} for {}",
+                        b.metric,
+                        a.value,
+                        b.value
+                    );
+                }
+            }
+        }
+        assert_eq!(got.max_risk, want.max_risk);
+    }
+
+    #[tokio::test]
+    async fn deltas_address_hosts_by_position_and_rebuild_the_server_state() {
+        let t0 = std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_800_000_000);
+        let host = |i: usize, round: u64| {
+            let v = (i as f64 + 1.0) * (round as f64 + 1.0);
+            Arc::new(HostView {
+                last_update: Some(
+                    t0 + std::time::Duration::from_micros(2_000_000 * round + 1_234 * i as u64),
+                ),
+                rounds: round,
+                ..HostView::new(
+                    &format!("host-{i:04}"),
+                    Via::Ssh,
+                    HostStatus::Up,
+                    vec![
+                        Reading::host(Metric::CpuUsage, v % 100.0),
+                        Reading::host(Metric::MemUsed, v * 1e7 + 0.5),
+                        Reading::new(Metric::NetRxBps, "eth0", v * 123.456),
+                        Reading::host(Metric::HostUptime, 1e6 + v),
+                        Reading::host(Metric::HostPollMs, v / 7.0),
+                    ],
+                )
+            })
+        };
+        let at = |seq: u64, hosts: Vec<Arc<HostView>>| {
+            let mut s = snap(seq, hosts);
+            s.taken_at = t0 + std::time::Duration::from_secs(2 * seq) + std::time::Duration::from_millis(300);
+            s.max_risk = s
+                .hosts
+                .iter()
+                .take(2)
+                .map(|h| crate::snapshot::MaxRiskLine {
+                    metric: Metric::CpuUsage,
+                    host: h.name.clone(),
+                    instance: "".into(),
+                    value: h.system[0].value,
+                })
+                .collect();
+            s
+        };
+        let mut ids: Vec<usize> = (0..40).collect();
+        let mut hosts: Vec<Arc<HostView>> = ids.iter().map(|&i| host(i, 0)).collect();
+        let mut prev = at(0, hosts.clone());
+        let mut replica = Replica::new(4);
+        let ServerMsg::Full(state) = round_trip(&full_view(&prev)).await else {
+            panic!("full")
+        };
+        assert_close(&replica.apply_full(state), &prev);
+        for round in 1..8u64 {
+            // Every third host sends a sample; one goes and one comes every other round.
+            for (h, &id) in hosts.iter_mut().zip(&ids) {
+                if (id as u64 + round).is_multiple_of(3) {
+                    *h = host(id, round);
+                }
+            }
+            if round.is_multiple_of(2) {
+                hosts.remove(round as usize);
+                ids.remove(round as usize);
+                hosts.push(host(100 + round as usize, round));
+                ids.push(100 + round as usize);
+            }
+            if round == 5 {
+                let h = &mut hosts[7];
+                *h = Arc::new(HostView {
+                    status: HostStatus::Timeout,
+                    error: Some("no answer".into()),
+                    last_update: None,
+                    ..HostView::clone(h)
+                });
+            }
+            let next = at(round, hosts.clone());
+            let msg = delta(&prev, &next, false);
+            let ServerMsg::Delta(d) = &msg else {
+                panic!("delta")
+            };
+            let changed = hosts
+                .iter()
+                .filter(|h| !prev.hosts.iter().any(|p| Arc::ptr_eq(p, h)))
+                .count();
+            assert_eq!(d.hosts.len() + d.added.len(), changed);
+            let reach: usize = d.hosts.iter().map(|c| c.skip as usize + 1).sum();
+            assert!(reach <= next.hosts.len(), "{round}: positions beyond the list");
+            // Status and error travel when they change (round 5), and then back (later).
+            assert!(
+                round > 5
+                    || d.hosts
+                        .iter()
+                        .all(|c| c.meta.is_some() == (round == 5 && c.last_update == Stamp::Never))
+            );
+            assert!(
+                d.hosts
+                    .iter()
+                    .filter(|c| c.last_update != Stamp::Never)
+                    .all(|c| matches!(c.last_update, Stamp::Before(ms) if ms < 400) && c.rounds >= 1)
+            );
+            let ServerMsg::Delta(d) = round_trip(&msg).await else {
+                panic!("delta")
+            };
+            assert_close(&replica.apply_delta(d).expect("applies"), &next);
+            prev = next;
+        }
+        // A position the viewer does not have is refused.
+        let bad = Delta {
+            header: header(&prev),
+            removed: vec![],
+            hosts: vec![host_change(&prev.hosts[0], &host(0, 0), 500, prev.taken_at)],
+            added: vec![],
+            max_risk: None,
+            triggers: None,
+        };
+        assert!(matches!(
+            replica.apply_delta(bad),
+            Err(ApplyError::UnknownHost(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn max_risk_lines_travel_one_by_one() {
+        let line = |metric: Metric, host: &str, value: f64| crate::snapshot::MaxRiskLine {
+            metric,
+            host: host.into(),
+            instance: "".into(),
+            value,
+        };
+        let mut s1 = snap(1, vec![]);
+        s1.max_risk = vec![line(Metric::CpuUsage, "a", 90.0), line(Metric::Load1, "b", 3.0)];
+        let mut replica = Replica::new(4);
+        let ServerMsg::Full(state) = round_trip(&full_view(&s1)).await else {
+            panic!("full")
+        };
+        replica.apply_full(state);
+        let mut s2 = snap(2, vec![]);
+        s2.max_risk = vec![line(Metric::CpuUsage, "a", 91.0), line(Metric::Load1, "c", 3.0)];
+        let msg = delta(&s1, &s2, false);
+        let ServerMsg::Delta(d) = &msg else {
+            panic!("delta")
+        };
+        let Some(WireMaxRisk::Lines { changed, lines }) = &d.max_risk else {
+            panic!("{:?}", d.max_risk)
+        };
+        assert_eq!(changed, &[0b11]);
+        assert!(lines[0].place.is_none() && lines[0].value == 91.0);
+        assert!(lines[1].place.as_ref().is_some_and(|(h, _)| h.as_ref() == "c"));
+        let ServerMsg::Delta(d) = round_trip(&msg).await else {
+            panic!("delta")
+        };
+        assert_eq!(replica.apply_delta(d).expect("applies").max_risk, s2.max_risk);
+        // Unchanged: nothing; another metric: every line.
+        assert!(matches!(
+            delta(&s2, &s2, false),
+            ServerMsg::Delta(Delta { max_risk: None, .. })
+        ));
+        let mut s3 = snap(3, vec![]);
+        s3.max_risk = vec![line(Metric::Load1, "c", 3.0)];
+        let ServerMsg::Delta(d) = round_trip(&delta(&s2, &s3, false)).await else {
+            panic!("delta")
+        };
+        assert!(matches!(d.max_risk, Some(WireMaxRisk::All(_))));
+        assert_eq!(replica.apply_delta(d).expect("applies").max_risk, s3.max_risk);
     }
 
     #[tokio::test]
@@ -1144,10 +1749,16 @@ mod tests {
         );
         s1.triggers = vec![line("a", 95.0), line("b", 96.0)];
         let mut replica = Replica::new(4);
-        let ServerMsg::Full(state) = round_trip(&full(&s1)).await else {
+        let ServerMsg::Full(state) = round_trip(&full_view(&s1)).await else {
             panic!("full")
         };
         replica.apply_full(state);
+        // Processes for a request the viewer has not made, or an earlier one: ignored.
+        assert!(detail(&mut replica, 1, None, &s1).await.is_none());
+        replica.set_detail(2, Some("a".into()));
+        assert!(detail(&mut replica, 1, None, &s1).await.is_none());
+        let got = detail(&mut replica, 2, None, &s1).await.expect("applied");
+        assert_eq!(json(&got), json(&s1));
 
         // 20 goes, 25 and 40 come, 30 moves: an edit, not the whole list.
         let mut s2 = snap(
@@ -1164,14 +1775,47 @@ mod tests {
         let ServerMsg::Delta(d) = &msg else {
             panic!("delta")
         };
-        let Some(Procs::Edit {
-            kept,
-            changed,
-            steps,
-            added,
-        }) = &d.hosts[0].processes
+        let Some(WireTriggers::Lines { changed, lines }) = &d.triggers else {
+            panic!("{:?}", d.triggers)
+        };
+        assert_eq!((changed.as_slice(), lines.len()), (&[0b10u8][..], 1));
+        assert!(
+            matches!(lines[0], TriggerChange::Value(Some(v)) if v == 97.5),
+            "only the value: {lines:?}"
+        );
+        let ServerMsg::Delta(d) = round_trip(&msg).await else {
+            panic!("delta")
+        };
+        replica.apply_delta(d).expect("applies");
+        // An acknowledged line travels whole.
+        let mut s2b = snap(2, s2.hosts.clone());
+        s2b.triggers = s2.triggers.clone();
+        s2b.triggers[0].state = crate::triggers::TriggerState::Acknowledged;
+        s2b.triggers[0].by = Some("root".into());
+        let ServerMsg::Delta(d) = round_trip(&delta(&s2, &s2b, true)).await else {
+            panic!("delta")
+        };
+        assert!(
+            matches!(&d.triggers, Some(WireTriggers::Lines { lines, .. }) if matches!(lines[..], [TriggerChange::Line(_)]))
+        );
+        let got = replica.apply_delta(d).expect("applies");
+        assert_eq!(json(&got)["triggers"], json(&s2b)["triggers"]);
+        let ServerMsg::Delta(d) = round_trip(&delta(&s2b, &s2, true)).await else {
+            panic!("delta")
+        };
+        replica.apply_delta(d).expect("applies");
+        let Some(ServerMsg::Processes {
+            procs:
+                Procs::Edit {
+                    kept,
+                    changed,
+                    steps,
+                    added,
+                },
+            ..
+        }) = processes(2, &s2.hosts[0], Some(&s1.hosts[0].processes))
         else {
-            panic!("{:?}", d.hosts[0].processes)
+            panic!("an edit")
         };
         assert_eq!(
             (kept.as_slice(), changed.as_slice()),
@@ -1182,14 +1826,7 @@ mod tests {
             added.iter().map(|(at, p)| (*at, p.pid)).collect::<Vec<_>>(),
             [(1, 25), (3, 40)]
         );
-        let Some(WireTriggers::Lines { changed, lines }) = &d.triggers else {
-            panic!("{:?}", d.triggers)
-        };
-        assert_eq!((changed.as_slice(), lines.len()), (&[0b10u8][..], 1));
-        let ServerMsg::Delta(d) = round_trip(&msg).await else {
-            panic!("delta")
-        };
-        let got = replica.apply_delta(d).expect("applies");
+        let got = detail(&mut replica, 2, Some(&s1), &s2).await.expect("applied");
         assert_eq!(json(&got), json(&s2));
 
         // Nothing stays: the whole list; a line goes: every line.
@@ -1199,11 +1836,30 @@ mod tests {
         let ServerMsg::Delta(d) = &msg else {
             panic!("delta")
         };
-        assert!(matches!(d.hosts[0].processes, Some(Procs::All(_))));
         assert!(matches!(d.triggers, Some(WireTriggers::All(_))));
+        assert!(matches!(
+            processes(2, &s3.hosts[0], Some(&s2.hosts[0].processes)),
+            Some(ServerMsg::Processes {
+                procs: Procs::All(_),
+                ..
+            })
+        ));
         let ServerMsg::Delta(d) = round_trip(&msg).await else {
             panic!("delta")
         };
-        assert_eq!(json(&replica.apply_delta(d).expect("applies")), json(&s3));
+        replica.apply_delta(d).expect("applies");
+        let got = detail(&mut replica, 2, Some(&s2), &s3).await.expect("applied");
+        assert_eq!(json(&got), json(&s3));
+
+        // The detail view closes: the host keeps no processes the server no longer updates.
+        replica.set_detail(3, None);
+        let ServerMsg::Delta(d) = round_trip(&delta(&s3, &s3, false)).await else {
+            panic!("delta")
+        };
+        assert!(
+            replica.apply_delta(d).expect("applies").hosts[0]
+                .processes
+                .is_empty()
+        );
     }
 }

@@ -23,7 +23,12 @@ use crate::triggers::TriggerView;
 /// Bumped on every change of the frames below; both sides refuse another number.
 /// 2: hosts carry their check reports; values and process figures of deltas travel as
 /// steps; large frames are zstd-compressed.
-pub const VERSION: u32 = 2;
+/// 3: a viewer's state has no process lists (the overview shows the `proc.*` totals, which
+/// are readings): each viewer gets those of the host whose detail it has open
+/// ([`ClientMsg::Detail`], [`ServerMsg::Processes`]); bytes, rates, counts and times
+/// travel at 12 significant bits ([`wire_code`]); deltas address hosts by position and send
+/// a host's header as what changed; max-risk lines travel one by one.
+pub const VERSION: u32 = 3;
 /// Longest handshake line.
 pub const HELLO_LIMIT: usize = 4096;
 /// Longest frame a viewer may send (commands are small).
@@ -134,8 +139,13 @@ pub async fn read_hello(r: &mut (impl AsyncBufRead + Unpin)) -> Result<Hello, Wi
 const COMPRESSED: u32 = 1 << 31;
 /// Server frames longer than this are compressed (when that makes them shorter).
 const COMPRESS_OVER: usize = 512;
-/// zstd level of server frames: each is compressed once, for every viewer.
-const ZSTD_LEVEL: i32 = 3;
+/// zstd level of server frames: each is compressed once, for every viewer, so a slower
+/// level costs little (a delta of 1,000 hosts is ~10 KB, four a second: well under a
+/// millisecond a second at 9) for what it takes off every viewer's bytes. Full states
+/// of a large fleet (megabytes) are compressed at 3, not to hold up an attaching viewer.
+const ZSTD_LEVEL: i32 = 9;
+const ZSTD_LEVEL_LARGE: i32 = 3;
+const LARGE: usize = 1 << 20;
 
 /// A server frame: as [`encode`], zstd-compressed when it is long (a delta of a large
 /// fleet: host names, bitmaps and small step counts compress to about half). Compressed once
@@ -146,7 +156,12 @@ pub fn encode_server<T: Serialize>(msg: &T) -> Result<Vec<u8>, WireError> {
         return Ok(plain);
     }
     let mut out = vec![0u8; 4];
-    match zstd::stream::copy_encode(&plain[4..], &mut out, ZSTD_LEVEL) {
+    let level = if plain.len() > LARGE {
+        ZSTD_LEVEL_LARGE
+    } else {
+        ZSTD_LEVEL
+    };
+    match zstd::stream::copy_encode(&plain[4..], &mut out, level) {
         Ok(()) if out.len() < plain.len() => {}
         _ => return Ok(plain),
     }
@@ -215,6 +230,14 @@ pub enum ClientMsg {
     Command(WireCommand),
     /// Ask the server to re-read its configuration; answered by a [`ServerMsg::Reply`].
     Reload,
+    /// The viewer opened the detail view of `host` (or closed it: `None`): the server sends
+    /// it that host's watched processes, whole, then as they change, each time as a
+    /// [`ServerMsg::Processes`] with this `id` (the viewer's count of its requests, so that
+    /// it can tell the answers to an earlier request from those to the last).
+    Detail {
+        id: u32,
+        host: Option<String>,
+    },
 }
 
 /// A trigger command as a viewer sends it: the server adds who gave it.
@@ -317,6 +340,15 @@ pub enum ServerMsg<'a> {
     /// Metrics the server registered at run time (check metrics): sent before the first
     /// state that uses them, so that the viewer can read their names.
     Metrics(Vec<WireMetric>),
+    /// The watched processes of the host the viewer has asked for ([`ClientMsg::Detail`]),
+    /// for the state of the last `Full` or `Delta` it was sent: whole after the request
+    /// (and after a `Full`), then against the previous `Processes` of the same `id`. Sent to
+    /// that viewer alone.
+    Processes {
+        id: u32,
+        host: HostName,
+        procs: Procs<'a>,
+    },
 }
 
 /// A metric of the server's registry that is not in the built-in catalogue.
@@ -428,18 +460,21 @@ pub struct State<'a> {
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Delta<'a> {
     pub header: Header,
-    /// Hosts whose view changed, and new hosts (appended in this order).
-    pub hosts: Vec<WireHost<'a>>,
-    /// Hosts no longer watched.
-    pub removed: Vec<HostName>,
+    /// Hosts no longer watched: their positions in the viewer's list, ascending.
+    pub removed: Vec<u32>,
+    /// Hosts whose view changed, by position in the list without the removed ones, in
+    /// ascending order.
+    pub hosts: Vec<HostChange<'a>>,
+    /// New hosts, whole, appended in this order.
+    pub added: Vec<WireHost<'a>>,
     /// The maximal-risk lines, when they changed.
-    pub max_risk: Option<Cow<'a, [MaxRiskLine]>>,
+    pub max_risk: Option<WireMaxRisk<'a>>,
     /// The trigger lines, when they changed.
     pub triggers: Option<WireTriggers<'a>>,
 }
 
-/// One host: its header always, each source's values only when they changed (always in a
-/// full state).
+/// One host, whole: in a full state, and a new host in a delta. A dashboard's full state
+/// has no processes (`None`); `snapshot --socket`'s has every host's.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct WireHost<'a> {
     pub name: HostName,
@@ -456,6 +491,65 @@ pub struct WireHost<'a> {
     pub checks: Option<WireChecks<'a>>,
 }
 
+/// What changed of a host the viewer has.
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HostChange<'a> {
+    /// How many hosts lie between this one and the previous change (the first change: from
+    /// the start of the list): small numbers where most hosts change.
+    pub skip: u32,
+    /// Group, transport, status and error, when one of them changed.
+    pub meta: Option<HostMeta<'a>>,
+    pub last_update: Stamp,
+    /// How many more samples arrived (`rounds` minus the viewer's).
+    pub rounds: u64,
+    pub system: Option<Part<'a>>,
+    pub ping: Option<Part<'a>>,
+    pub external: Option<Part<'a>>,
+    pub checks: Option<WireChecks<'a>>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct HostMeta<'a> {
+    pub group: Option<Cow<'a, str>>,
+    pub via: Via,
+    pub status: HostStatus,
+    pub error: Option<Cow<'a, str>>,
+}
+
+/// A host's `last_update` in a delta.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub enum Stamp {
+    /// As the viewer has it.
+    Same,
+    /// No sample yet.
+    Never,
+    /// This many milliseconds before the delta's `taken_at` (the usual case: a sample
+    /// arrived shortly before the snapshot), to the millisecond.
+    Before(u64),
+    /// Exactly this (after `taken_at`: a clock that stepped back).
+    At(SystemTime),
+}
+
+/// The maximal-risk lines in a delta, as [`WireTriggers`].
+#[derive(Debug, Serialize, Deserialize)]
+pub enum WireMaxRisk<'a> {
+    /// Every line: when the metrics with a line changed.
+    All(Cow<'a, [MaxRiskLine]>),
+    /// The same metrics in the same order as the viewer has: the lines that changed (a
+    /// bitmap as in [`Part::Values`]), each with its host and instance only when they
+    /// changed.
+    Lines {
+        changed: Vec<u8>,
+        lines: Vec<MaxRiskChange<'a>>,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+pub struct MaxRiskChange<'a> {
+    pub place: Option<(HostName, Cow<'a, str>)>,
+    pub value: f64,
+}
+
 /// One source's readings in a host's wire form.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum Part<'a> {
@@ -465,24 +559,34 @@ pub enum Part<'a> {
     /// metrics every round): a bitmap of the positions whose value changed (bit `i % 8` of
     /// byte `i / 8`) and their new values in order. Names and instances do not travel again.
     Values { changed: Vec<u8>, values: Vec<f64> },
-    /// As `Values`, at the resolution of each metric's unit ([`steps_per_unit`]): the
-    /// positions whose value moved by a step or more, and by how many steps each (the viewer
-    /// adds them to the steps of the value it has). Smaller than `Values` (one to three
-    /// bytes a value instead of eight), and a value that moves less than a step (a CPU
-    /// share by a thousandth of a percent) does not travel at all.
+    /// As `Values`, at the resolution of each metric's unit ([`wire_code`]): the positions
+    /// whose value moved to another code, and by how many codes each (the viewer adds them
+    /// to the code of the value it has). Smaller than `Values` (one to three bytes a value
+    /// instead of eight), and a value that moves within its code (a CPU share by a
+    /// thousandth of a percent, a counter of 10 GB by a few kilobytes) does not travel.
     Steps { changed: Vec<u8>, steps: Vec<i64> },
 }
 
-/// How many steps a unit of a metric is counted in on the wire: 0.01 for percentages, 0.001
-/// for loads, a microsecond, a millisecond, whole bytes, bytes per second and counts. The
-/// dashboard shows a tenth of these at most. `None` (a check's own unit): values travel
-/// exactly.
-pub fn steps_per_unit(unit: crate::model::Unit) -> Option<f64> {
+/// How values of a unit are counted on the wire.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Scale {
+    /// In whole steps of `1 / per_unit`: percentages in hundredths, loads in thousandths.
+    Linear(f64),
+    /// At 12 significant bits of `value * per_unit`: exact below 4,096 (whole bytes and
+    /// counts, microseconds of a time), above it within 1/4,096 of the value, which no
+    /// display field of five characters can show (`1.23G`). Bytes, rates, counts, times.
+    Relative(f64),
+}
+
+/// How a unit's values travel in deltas; `None` (a check's own unit): exactly.
+pub fn scale(unit: crate::model::Unit) -> Option<Scale> {
     use crate::model::Unit;
     match unit {
-        Unit::Percent => Some(100.0),
-        Unit::Load | Unit::Millis | Unit::Seconds => Some(1000.0),
-        Unit::Bool | Unit::Bytes | Unit::BytesPerSec | Unit::Count => Some(1.0),
+        Unit::Percent => Some(Scale::Linear(100.0)),
+        Unit::Load => Some(Scale::Linear(1000.0)),
+        Unit::Bool => Some(Scale::Linear(1.0)),
+        Unit::Millis | Unit::Seconds => Some(Scale::Relative(1000.0)),
+        Unit::Bytes | Unit::BytesPerSec | Unit::Count => Some(Scale::Relative(1.0)),
         Unit::Custom(_) => None,
     }
 }
@@ -495,6 +599,62 @@ const STEPS_LIMIT: f64 = (1u64 << 50) as f64;
 pub fn step_count(v: f64, per_unit: f64) -> Option<i64> {
     let q = (v * per_unit).round();
     (q.abs() < STEPS_LIMIT).then_some(q as i64)
+}
+
+/// Significant bits of [`Scale::Relative`] (the mantissa of a code).
+const BITS: u32 = 12;
+const HALF: i64 = 1 << (BITS - 1);
+/// Largest magnitude [`relative`] codes (2^1000, about 1e301).
+const RELATIVE_LIMIT: f64 = 1.0715086071862673e301;
+
+/// The code of a value at 12 significant bits: `x` itself (rounded) below 4,096, else
+/// `2048 * e + round(x / 2^e)` for the `e >= 1` that puts `x / 2^e` in [2048, 4096).
+/// Codes grow with values and are contiguous (the top of a band, 4096, is the bottom of
+/// the next), so a small move of a value is a small difference of codes, and
+/// `relative(relative_value(c)) == c`. Negative values have negated codes.
+pub fn relative(x: f64) -> Option<i64> {
+    let a = x.abs();
+    // Also keeps every code's value finite (`relative_value`).
+    if a.is_nan() || a >= RELATIVE_LIMIT {
+        return None;
+    }
+    let e = if a < (2 * HALF) as f64 {
+        0
+    } else {
+        // The binary exponent of `a` (normal: it is at least 4096), less the mantissa's.
+        let exp = ((a.to_bits() >> 52) & 0x7ff) as i32 - 1023;
+        exp - (BITS as i32 - 1)
+    };
+    let m = (a / 2f64.powi(e)).round() as i64;
+    let c = HALF * i64::from(e) + m;
+    Some(if x < 0.0 { -c } else { c })
+}
+
+/// The value of a code of [`relative`].
+pub fn relative_value(c: i64) -> Option<f64> {
+    let a = c.checked_abs()?;
+    let e = (a / HALF - 1).max(0);
+    let m = a - HALF * e;
+    let v = m as f64 * 2f64.powi(i32::try_from(e).ok()?);
+    v.is_finite().then_some(if c < 0 { -v } else { v })
+}
+
+impl Scale {
+    /// The code a value travels as (`None`: too large, not finite).
+    pub fn code(self, v: f64) -> Option<i64> {
+        match self {
+            Scale::Linear(per_unit) => step_count(v, per_unit),
+            Scale::Relative(per_unit) => relative(v * per_unit),
+        }
+    }
+
+    /// The value of a code, as the viewer keeps it.
+    pub fn value(self, c: i64) -> Option<f64> {
+        match self {
+            Scale::Linear(per_unit) => Some(c as f64 / per_unit),
+            Scale::Relative(per_unit) => Some(relative_value(c)? / per_unit),
+        }
+    }
 }
 
 /// A host's check reports in its wire form (each check's last run, in config order).
@@ -538,12 +698,21 @@ pub enum WireTriggers<'a> {
     /// Every line: when lines came, went or moved.
     All(Cow<'a, [TriggerView]>),
     /// The same lines (trigger, host, instance) in the same order as the viewer has: those
-    /// that changed (a bitmap as in [`Part::Values`]), whole. A firing line's value changes
-    /// with every sample of its host; the other lines do not travel again.
+    /// that changed (a bitmap as in [`Part::Values`]). A firing line's value changes with
+    /// every sample of its host, and then only the value travels; the other lines do not
+    /// travel again.
     Lines {
         changed: Vec<u8>,
-        lines: Vec<Cow<'a, TriggerView>>,
+        lines: Vec<TriggerChange<'a>>,
     },
+}
+
+/// A changed trigger line.
+#[derive(Debug, Serialize, Deserialize)]
+pub enum TriggerChange<'a> {
+    /// Only its value changed.
+    Value(Option<f64>),
+    Line(Cow<'a, TriggerView>),
 }
 
 /// A host's watched processes in its wire form.
@@ -554,7 +723,8 @@ pub enum Procs<'a> {
     /// the viewer has: only their figures.
     Figures(Vec<ProcFigures>),
     /// As `Figures`, for the processes whose figures changed (bitmap as in [`Part::Values`]),
-    /// as steps: percentages in hundredths, sizes in bytes, each against the viewer's.
+    /// as steps: percentages in hundredths, sizes in codes of [`relative`], each against
+    /// the viewer's.
     Steps {
         changed: Vec<u8>,
         steps: Vec<ProcSteps>,
@@ -571,7 +741,8 @@ pub enum Procs<'a> {
     },
 }
 
-/// How a process's figures moved, in steps (see [`Procs::Steps`]).
+/// How a process's figures moved, in steps (see [`Procs::Steps`]): shares in hundredths,
+/// sizes in codes of [`relative`].
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ProcSteps {
     pub cpu_pct: i64,

@@ -47,6 +47,9 @@ pub struct ServeOptions {
 struct Frame {
     state: bool,
     bytes: Arc<[u8]>,
+    /// The snapshot a delta brings the viewer to (whose detail host's processes it may
+    /// then be sent).
+    snap: Option<Arc<Snapshot>>,
 }
 
 /// The current snapshot and the broadcast of frames, changed together under one lock so
@@ -117,14 +120,14 @@ async fn run_hub(ctx: Arc<Ctx>, running: &Running) {
                 let count = crate::model::Metric::count();
                 if count > known_metrics {
                     if let Some(bytes) = encode(&ServerMsg::Metrics(protocol::metrics_from(known_metrics))) {
-                        ctx.hub.publish(None, Frame { state: true, bytes });
+                        ctx.hub.publish(None, Frame { state: true, bytes, snap: None });
                     }
                     known_metrics = count;
                 }
                 let triggers = postcard::to_allocvec(&next.triggers).unwrap_or_default();
                 let msg = delta::delta(&prev, &next, triggers != prev_triggers);
                 if let Some(bytes) = encode(&msg) {
-                    ctx.hub.publish(Some(next.clone()), Frame { state: true, bytes });
+                    ctx.hub.publish(Some(next.clone()), Frame { state: true, bytes, snap: Some(next.clone()) });
                 }
                 prev = next;
                 prev_triggers = triggers;
@@ -133,7 +136,7 @@ async fn run_hub(ctx: Arc<Ctx>, running: &Running) {
                 Ok(e) => {
                     let json = serde_json::to_string(&e).unwrap_or_default();
                     if let Some(bytes) = encode(&ServerMsg::Event(json.into())) {
-                        ctx.hub.publish(None, Frame { state: false, bytes });
+                        ctx.hub.publish(None, Frame { state: false, bytes, snap: None });
                     }
                 }
                 Err(broadcast::error::RecvError::Lagged(n)) => log::warn!("viewers missed {n} events"),
@@ -208,7 +211,14 @@ pub async fn serve(config: Arc<Config>, opts: ServeOptions) -> anyhow::Result<()
     }
     // Viewers see their connection close and reconnect to the next server.
     if let Some(bytes) = encode(&ServerMsg::Notice(format!("the server is stopping ({reason})"))) {
-        ctx.hub.publish(None, Frame { state: false, bytes });
+        ctx.hub.publish(
+            None,
+            Frame {
+                state: false,
+                bytes,
+                snap: None,
+            },
+        );
     }
     let drained = running.actions.shutdown();
     tokio::select! {
@@ -220,14 +230,18 @@ pub async fn serve(config: Arc<Config>, opts: ServeOptions) -> anyhow::Result<()
     Ok(())
 }
 
-/// The frames that bring a new viewer to `snap`: the run-time metrics, then the state.
-fn full_state(snap: &Snapshot) -> Vec<Arc<[u8]>> {
+/// The frames that bring a new viewer to `snap`: the run-time metrics, then the state
+/// (a dashboard's without process lists, `snapshot --socket`'s whole).
+fn full_state(snap: &Snapshot, want: Want) -> Vec<Arc<[u8]>> {
     let metrics = protocol::metrics_from(0);
     let mut frames = Vec::new();
     if !metrics.is_empty() {
         frames.extend(encode(&ServerMsg::Metrics(metrics)));
     }
-    frames.extend(encode(&delta::full(snap)));
+    frames.extend(encode(&match want {
+        Want::View => delta::full_view(snap),
+        _ => delta::full(snap),
+    }));
     frames
 }
 
@@ -309,7 +323,7 @@ async fn connection(stream: UnixStream, ctx: Arc<Ctx>) {
     match want {
         Want::Snapshot => {
             let (snap, _) = ctx.hub.subscribe();
-            for bytes in full_state(&snap) {
+            for bytes in full_state(&snap, Want::Snapshot) {
                 if !matches!(
                     tokio::time::timeout(STALL, write.write_all(&bytes)).await,
                     Ok(Ok(()))
@@ -326,6 +340,26 @@ async fn connection(stream: UnixStream, ctx: Arc<Ctx>) {
     }
 }
 
+/// The detail view a viewer has open: its request, and the processes it was last sent.
+struct Detail {
+    id: u32,
+    host: String,
+    sent: Option<Arc<Vec<crate::model::ProcessDetail>>>,
+}
+
+impl Detail {
+    /// The frame that brings the viewer's processes of its host to `snap`'s, if they changed.
+    fn frame(&mut self, snap: &Snapshot) -> Option<Arc<[u8]>> {
+        let h = snap.host(&self.host)?;
+        if self.sent.as_ref().is_some_and(|s| Arc::ptr_eq(s, &h.processes)) {
+            return None;
+        }
+        let msg = delta::processes(self.id, h, self.sent.as_ref());
+        self.sent = Some(h.processes.clone());
+        encode(&msg?)
+    }
+}
+
 /// A viewer's session: a reader task for its messages, this task for its frames.
 async fn session<R, W>(ctx: &Arc<Ctx>, want: Want, user: &str, read: BufReader<R>, mut write: W) -> String
 where
@@ -333,13 +367,23 @@ where
     W: AsyncWrite + Unpin,
 {
     let (replies_tx, mut replies) = mpsc::channel::<Arc<[u8]>>(16);
-    let reader = tokio::spawn(read_commands(ctx.clone(), user.to_string(), read, replies_tx));
+    let (detail_tx, mut detail_rx) = tokio::sync::watch::channel(None);
+    let reader = tokio::spawn(read_commands(
+        ctx.clone(),
+        user.to_string(),
+        read,
+        replies_tx,
+        detail_tx,
+    ));
     let (snap, mut frames) = ctx.hub.subscribe();
     let mut pending: Vec<Arc<[u8]>> = match want {
-        Want::View => full_state(&snap),
+        Want::View => full_state(&snap, want),
         _ => Vec::new(),
     };
-    drop(snap);
+    // The state the viewer has been sent last, and its detail view.
+    let mut last = snap;
+    let mut detail: Option<Detail> = None;
+    let mut detail_open = want == Want::View;
     let why = 'session: loop {
         for bytes in pending.drain(..) {
             match tokio::time::timeout(STALL, write.write_all(&bytes)).await {
@@ -354,16 +398,43 @@ where
                 Some(bytes) => pending.push(bytes),
                 None => break "closed the connection".to_string(),
             },
+            d = detail_rx.changed(), if detail_open => {
+                if d.is_err() {
+                    detail_open = false;
+                    continue;
+                }
+                let asked = detail_rx.borrow_and_update().clone();
+                detail = asked.and_then(|(id, host): (u32, Option<String>)| {
+                    Some(Detail { id, host: host?, sent: None })
+                });
+                if let Some(d) = &mut detail {
+                    pending.extend(d.frame(&last));
+                }
+            }
             f = frames.recv(), if want != Want::Control => match f {
                 Ok(f) if f.state && want != Want::View => {}
-                Ok(f) => pending.push(f.bytes),
+                Ok(f) => {
+                    pending.push(f.bytes);
+                    if let Some(s) = f.snap {
+                        if let Some(d) = &mut detail {
+                            pending.extend(d.frame(&s));
+                        }
+                        last = s;
+                    }
+                }
                 Err(broadcast::error::RecvError::Lagged(n)) => {
                     // Skip ahead: a full state of now replaces the deltas it missed.
                     let (snap, rx) = ctx.hub.subscribe();
                     frames = rx;
                     if want == Want::View {
                         log::info!("{user} fell {n} frames behind: sending a full state");
-                        pending = full_state(&snap);
+                        pending = full_state(&snap, want);
+                        if let Some(d) = &mut detail {
+                            // The full state has no processes: whole again.
+                            d.sent = None;
+                            pending.extend(d.frame(&snap));
+                        }
+                        last = snap;
                     } else {
                         let note = format!("this reader fell behind: events skipped ({n} frames)");
                         pending.extend(encode(&ServerMsg::Notice(note)));
@@ -384,6 +455,7 @@ async fn read_commands<R: AsyncRead + Unpin>(
     user: String,
     mut read: BufReader<R>,
     replies: mpsc::Sender<Arc<[u8]>>,
+    detail: tokio::sync::watch::Sender<Option<(u32, Option<String>)>>,
 ) {
     let mut buf = Vec::new();
     let mut tokens = COMMAND_BURST;
@@ -446,6 +518,9 @@ async fn read_commands<R: AsyncRead + Unpin>(
                     }
                 }
             },
+            ClientMsg::Detail { id, host } => {
+                let _ = detail.send(Some((id, host)));
+            }
             ClientMsg::Command(WireCommand::Reconnect { host }) => {
                 log::info!("{user} asked to reconnect {host}");
                 let _ = ctx.reconnect.send(host.into());
@@ -515,6 +590,7 @@ mod tests {
                 Frame {
                     state: true,
                     bytes: frame.clone(),
+                    snap: None,
                 },
             );
             tokio::time::sleep(Duration::from_millis(10)).await;

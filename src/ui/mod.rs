@@ -59,6 +59,9 @@ pub struct Feeds {
     /// For a dashboard fed by a server (`lookout attach`): what to say about the link, None
     /// while it is well.
     pub link: Option<watch::Receiver<Option<String>>>,
+    /// For a dashboard fed by a server: where it says which host's detail view is open (the
+    /// server sends only that host's processes).
+    pub detail: Option<watch::Sender<Option<HostName>>>,
 }
 
 impl Feeds {
@@ -70,6 +73,7 @@ impl Feeds {
             reconnect: r.reconnect.clone(),
             reloader: Some(r.reloader()),
             link: None,
+            detail: None,
         }
     }
 }
@@ -321,6 +325,15 @@ pub async fn run_with(config: &Config, theme: Theme, keymap: Keymap, mut feeds: 
         }
         if quit {
             break;
+        }
+        if let Some(d) = &feeds.detail {
+            d.send_if_modified(|open| {
+                let changed = *open != app.detail;
+                if changed {
+                    open.clone_from(&app.detail);
+                }
+                changed
+            });
         }
     }
     terminal.show_cursor()?;

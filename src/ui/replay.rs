@@ -102,6 +102,7 @@ pub async fn run(
         reconnect,
         link: None,
         reloader: None,
+        detail: None,
     };
     let result = run_with(&cfg, theme, keymap, feeds).await;
     player.abort();
