@@ -449,6 +449,10 @@ pub struct TriggerSet {
     wanted: Vec<bool>,
     /// Per host: [`FRESH`] and [`UP_KNOWN`] bits.
     known: Vec<u8>,
+    /// Per host position: the wanted readings of its view's parts as last indexed, reused
+    /// while the parts are the same allocations (most hosts did not change in a tick, and
+    /// walking every reading of every host was most of the evaluation's time).
+    host_index: Vec<HostIndex>,
     /// The time of the last evaluation or command (what `views` judges silences by).
     now: SystemTime,
     /// Rules were replaced: re-resolve their host selections on the next evaluation.
@@ -473,6 +477,44 @@ struct Entry {
     host: u32,
     idx: u32,
     value: f64,
+}
+
+/// The wanted readings of one host's view, as last indexed, and which parts they came from.
+/// The parts are held weakly: an allocation is not reused while a `Weak` points at it, so
+/// an equal pointer means the same, unchanged part (its contents are immutable behind the
+/// `Arc`), and the readings themselves are freed as soon as the engine drops them.
+#[derive(Default)]
+struct HostIndex {
+    system: std::sync::Weak<Vec<crate::model::Reading>>,
+    ping: std::sync::Weak<Vec<crate::model::Reading>>,
+    external: std::sync::Weak<Vec<crate::model::Reading>>,
+    checks: std::sync::Weak<Vec<Arc<crate::model::CheckReport>>>,
+    /// (metric, index in [`HostView::metrics`], value) of each wanted reading but `host.up`.
+    entries: Vec<(u32, u32, f64)>,
+}
+
+impl HostIndex {
+    fn is_of(&self, h: &HostView) -> bool {
+        std::ptr::eq(self.system.as_ptr(), Arc::as_ptr(&h.system))
+            && std::ptr::eq(self.ping.as_ptr(), Arc::as_ptr(&h.ping))
+            && std::ptr::eq(self.external.as_ptr(), Arc::as_ptr(&h.external))
+            && std::ptr::eq(self.checks.as_ptr(), Arc::as_ptr(&h.checks))
+    }
+
+    fn rebuild(&mut self, h: &HostView, wanted: &[bool]) {
+        self.system = Arc::downgrade(&h.system);
+        self.ping = Arc::downgrade(&h.ping);
+        self.external = Arc::downgrade(&h.external);
+        self.checks = Arc::downgrade(&h.checks);
+        self.entries.clear();
+        // Index 0 is `host.up`, which lives in the view itself and is read every tick.
+        for (ri, r) in h.metrics().enumerate().skip(1) {
+            let m = r.metric.index();
+            if wanted.get(m).copied().unwrap_or(false) {
+                self.entries.push((m as u32, ri as u32, r.value));
+            }
+        }
+    }
 }
 
 /// The host's data is fresh (updated within 3 intervals).
@@ -504,6 +546,7 @@ impl TriggerSet {
             series: vec![Vec::new(); wanted.len()],
             wanted,
             known: Vec::new(),
+            host_index: Vec::new(),
             now: SystemTime::UNIX_EPOCH,
             reselect: false,
         }
@@ -612,20 +655,27 @@ impl TriggerSet {
             v.clear();
         }
         self.known.clear();
-        for (hi, h) in hosts.iter().enumerate() {
+        self.host_index.resize_with(hosts.len(), HostIndex::default);
+        let up = Metric::HostUp.index();
+        let want_up = self.wanted.get(up).copied().unwrap_or(false);
+        for (hi, (h, cached)) in hosts.iter().zip(&mut self.host_index).enumerate() {
             let fresh = !h.is_stale(now, self.interval);
             let up_known = fresh || answered(h);
             self.known
                 .push((u8::from(fresh) * FRESH) | (u8::from(up_known) * UP_KNOWN));
-            for (ri, r) in h.metrics().enumerate() {
-                let m = r.metric.index();
-                if self.wanted.get(m).copied().unwrap_or(false) {
-                    self.series[m].push(Entry {
-                        host: hi as u32,
-                        idx: ri as u32,
-                        value: r.value,
-                    });
-                }
+            let host = hi as u32;
+            if want_up {
+                self.series[up].push(Entry {
+                    host,
+                    idx: 0,
+                    value: h.up.value,
+                });
+            }
+            if !cached.is_of(h) {
+                cached.rebuild(h, &self.wanted);
+            }
+            for &(m, idx, value) in &cached.entries {
+                self.series[m as usize].push(Entry { host, idx, value });
             }
         }
     }
@@ -1246,7 +1296,114 @@ fn fire(ctx: &Ctx, line: &mut Line, before: TriggerState, reason: Reason, events
 
 #[cfg(test)]
 mod tests {
-    use super::format_value;
+    use std::sync::Arc;
+    use std::time::{Duration, SystemTime};
+
+    use super::{TriggerSet, format_value};
+    use crate::config::Via;
+    use crate::model::{CheckReport, HostStatus, Metric, Reading};
+    use crate::snapshot::HostView;
+    use crate::triggers::rule::{Condition, Rule, Scope, Severity};
+
+    fn rule(name: &str, metric: Metric, above: f64) -> Rule {
+        Rule {
+            name: name.to_string(),
+            metric,
+            scope: Scope::Each,
+            hosts: None,
+            instance: None,
+            condition: Condition::Above(above),
+            clear: above,
+            hold: Duration::ZERO,
+            cooldown: Duration::ZERO,
+            repeat: None,
+            severity: Severity::Warning,
+            run: Vec::new(),
+            run_on_resolve: Vec::new(),
+            bell: false,
+            aggregate: None,
+            alertmanager: Vec::new(),
+        }
+    }
+
+    fn firing(set: &TriggerSet) -> Vec<String> {
+        let mut v: Vec<String> = set
+            .views()
+            .into_iter()
+            .filter(|t| t.state == super::TriggerState::Firing)
+            .map(|t| t.name)
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The per-host index is reused while a view's parts are the same allocations: a new
+    /// system vector, a new checks list or a part shared with an older view must each be
+    /// seen on the next tick.
+    #[test]
+    fn cached_index_follows_every_changed_part() {
+        let check = Metric::register(crate::model::NewMetric {
+            name: "check.state_cache_probe".to_string(),
+            unit: crate::model::Unit::Custom("jobs"),
+            instance: "",
+            risk: crate::model::Risk::Higher,
+            description: "test".to_string(),
+        })
+        .expect("registers");
+        let mut set = TriggerSet::new(
+            vec![rule("cpu", Metric::CpuUsage, 90.0), rule("chk", check, 5.0)],
+            Duration::from_secs(3600),
+        );
+        let mut now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_225_600);
+        let report = |v: f64| {
+            Arc::new(CheckReport {
+                name: Arc::from("cache_probe"),
+                status: 0,
+                message: Arc::from(""),
+                duration_ms: 1.0,
+                readings: vec![Reading::host(check, v)],
+            })
+        };
+        let base = HostView {
+            last_update: Some(now),
+            rounds: 3,
+            checks: Arc::new(vec![report(1.0)]),
+            ..HostView::new(
+                "h1",
+                Via::Ssh,
+                HostStatus::Up,
+                vec![Reading::host(Metric::CpuUsage, 10.0)],
+            )
+        };
+        let mut tick = |set: &mut TriggerSet, v: &HostView| {
+            now += Duration::from_millis(250);
+            let mut view = v.clone();
+            view.last_update = Some(now);
+            set.evaluate(now, &[Arc::new(view)], &[]);
+        };
+        tick(&mut set, &base);
+        assert!(firing(&set).is_empty());
+        // Same parts again: nothing changes.
+        tick(&mut set, &base);
+        assert!(firing(&set).is_empty());
+        // A new system vector: cpu breaches.
+        let hot = HostView {
+            system: Arc::new(vec![Reading::host(Metric::CpuUsage, 95.0)]),
+            ..base.clone()
+        };
+        tick(&mut set, &hot);
+        assert_eq!(firing(&set), ["cpu"]);
+        // A new checks list on the same system vector: the check breaches too.
+        let both = HostView {
+            checks: Arc::new(vec![report(9.0)]),
+            ..hot.clone()
+        };
+        tick(&mut set, &both);
+        assert_eq!(firing(&set), ["chk", "cpu"]);
+        // Back to the first view's parts (still alive): both resolve.
+        tick(&mut set, &base);
+        assert!(firing(&set).is_empty());
+    }
 
     #[test]
     fn values_have_at_most_two_decimals() {
