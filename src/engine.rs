@@ -33,40 +33,115 @@ struct HostState {
     /// Indexed by [`Metric::index`]; shorter than the registry when later metrics were
     /// registered after the host's last sample (the missing ones are [`NONE`]).
     worst: Vec<(u32, f64)>,
+    /// What [`fill_worst`] said of the readings `worst` was folded from.
+    worst_split: bool,
 }
 
 const NONE: (u32, f64) = (u32::MAX, 0.0);
 const CATALOGUE_LEN: usize = CATALOGUE.len();
 
-/// The worst reading of each metric in a view; ties go to the instance reported first.
-fn worst_of(view: &HostView) -> Vec<(u32, f64)> {
-    let mut worst = Vec::new();
-    fill_worst(view, &mut worst);
-    worst
-}
-
-/// [`worst_of`] into a kept vector: a host's is refilled on every sample, and a new one each
-/// time was an allocation per host per round.
-fn fill_worst(view: &HostView, worst: &mut Vec<(u32, f64)>) {
+/// The worst reading of each metric in a view (ties go to the instance reported first),
+/// into a kept vector: a host's is refilled on every sample, and a new one each time was
+/// an allocation per host per round. Returns whether the view's own parts hold
+/// only catalogue metrics and its checks only registered ones (then [`update_worst`] may
+/// refold one region alone).
+fn fill_worst(view: &HostView, worst: &mut Vec<(u32, f64)>) -> bool {
     worst.clear();
     worst.resize(CATALOGUE_LEN, NONE);
-    for (i, r) in view.metrics().enumerate() {
-        let m = r.metric.index();
-        let risk = if m < CATALOGUE_LEN {
-            CATALOGUE[m].risk
-        } else {
-            r.metric.risk()
-        };
-        if risk == Risk::None {
-            continue;
+    let own = worst_of_own(view, worst);
+    let checks = worst_of_checks(view, worst);
+    own && checks
+}
+
+/// Where a view's check readings start in [`HostView::metrics`]: after `host.up` and its
+/// own parts (system, ping, external).
+fn checks_offset(view: &HostView) -> usize {
+    1 + view.system.len() + view.ping.len() + view.external.len()
+}
+
+/// Folds `host.up` and the view's own parts into `worst`; true if they hold only catalogue
+/// metrics.
+fn worst_of_own(view: &HostView, worst: &mut Vec<(u32, f64)>) -> bool {
+    let own = std::iter::once(&view.up)
+        .chain(view.system.iter())
+        .chain(view.ping.iter())
+        .chain(view.external.iter());
+    let mut catalogue = true;
+    for (i, r) in own.enumerate() {
+        catalogue &= r.metric.index() < CATALOGUE_LEN;
+        fold_worst(worst, i, r, r.metric.risk());
+    }
+    catalogue
+}
+
+/// Folds the view's check readings into `worst`; true if they hold only registered
+/// metrics (past the catalogue). A report's readings share one or two metrics, so the
+/// registry is asked for a risk only when the metric changes.
+fn worst_of_checks(view: &HostView, worst: &mut Vec<(u32, f64)>) -> bool {
+    let mut i = checks_offset(view);
+    let mut last: Option<(Metric, Risk)> = None;
+    let mut registered = true;
+    for c in view.checks.iter() {
+        for r in &c.readings {
+            let risk = match last {
+                Some((m, risk)) if m == r.metric => risk,
+                _ => {
+                    let risk = r.metric.risk();
+                    last = Some((r.metric, risk));
+                    risk
+                }
+            };
+            registered &= r.metric.index() >= CATALOGUE_LEN;
+            fold_worst(worst, i, r, risk);
+            i += 1;
         }
-        if m >= worst.len() {
-            worst.resize(m + 1, NONE);
+    }
+    registered
+}
+
+fn fold_worst(worst: &mut Vec<(u32, f64)>, i: usize, r: &crate::model::Reading, risk: Risk) {
+    if risk == Risk::None {
+        return;
+    }
+    let m = r.metric.index();
+    if m >= worst.len() {
+        worst.resize(m + 1, NONE);
+    }
+    let slot = &mut worst[m];
+    if slot.0 == u32::MAX || risk.is_worse(r.value, slot.1) {
+        *slot = (i as u32, r.value);
+    }
+}
+
+/// Brings `worst` from `old`'s view to `new`'s, refolding only the region whose readings
+/// changed: a check batch leaves the catalogue's metrics alone, a sample leaves the checks'
+/// (as long as their positions stay). Anything else is a full refill. `split` is what
+/// [`fill_worst`] returned for the readings `worst` holds, and is kept up to date.
+fn update_worst(old: &HostView, new: &HostView, worst: &mut Vec<(u32, f64)>, split: &mut bool) {
+    let own_same = Arc::ptr_eq(&old.system, &new.system)
+        && Arc::ptr_eq(&old.ping, &new.ping)
+        && Arc::ptr_eq(&old.external, &new.external)
+        && old.up.value.to_bits() == new.up.value.to_bits();
+    let checks_same = Arc::ptr_eq(&old.checks, &new.checks);
+    match (own_same, checks_same) {
+        (true, true) => {}
+        (true, false) if *split => {
+            worst.truncate(CATALOGUE_LEN);
+            if !worst_of_checks(new, worst) {
+                *split = fill_worst(new, worst);
+            }
         }
-        let slot = &mut worst[m];
-        if slot.0 == u32::MAX || risk.is_worse(r.value, slot.1) {
-            *slot = (i as u32, r.value);
+        (false, true) if *split && checks_offset(old) == checks_offset(new) => {
+            let checks = worst.split_off(CATALOGUE_LEN);
+            worst.clear();
+            worst.resize(CATALOGUE_LEN, NONE);
+            if worst_of_own(new, worst) {
+                worst.extend(checks);
+            } else {
+                *split = fill_worst(new, worst);
+            }
         }
+        _ => *split = fill_worst(new, worst),
     }
 }
 
@@ -83,8 +158,11 @@ impl HostState {
             history: Arc::new(RwLock::new(HostHistory::new(cap))),
             ..HostView::new("", via, status, Vec::new())
         };
+        let mut worst = Vec::new();
+        let worst_split = fill_worst(&view, &mut worst);
         HostState {
-            worst: worst_of(&view),
+            worst,
+            worst_split,
             view: Arc::new(view),
             rates: RateTracker::default(),
         }
@@ -283,7 +361,7 @@ impl Engine {
         let mut view = HostView::clone(&h.view);
         edit(&mut view);
         view.up.value = if view.status == HostStatus::Up { 1.0 } else { 0.0 };
-        fill_worst(&view, &mut h.worst);
+        update_worst(&h.view, &view, &mut h.worst, &mut h.worst_split);
         h.view = Arc::new(view);
         self.dirty = true;
         self.max_risk = None;
@@ -463,11 +541,18 @@ async fn sleep_until_due(due: Option<tokio::time::Instant>) {
 /// The maximal-risk lines of host views that no engine holds (a recorded moment), by the
 /// rules of [`Engine::max_risk`]: fresh data only (host.up excepted), ties to the first host.
 pub fn max_risk_of(views: &[Arc<HostView>], now: SystemTime, interval: Duration) -> Vec<MaxRiskLine> {
-    let digests: Vec<Vec<(u32, f64)>> = views.iter().map(|v| worst_of(v)).collect();
+    let digests: Vec<Vec<(u32, f64)>> = views
+        .iter()
+        .map(|v| {
+            let mut worst = Vec::new();
+            fill_worst(v, &mut worst);
+            worst
+        })
+        .collect();
     max_risk_lines(views.iter().zip(digests.iter().map(Vec::as_slice)), now, interval)
 }
 
-/// The maximal-risk lines of hosts given with their digests ([`worst_of`]), in host order:
+/// The maximal-risk lines of hosts given with their digests ([`fill_worst`]), in host order:
 /// fresh data only (host.up excepted), ties to the host listed first.
 fn max_risk_lines<'a>(
     hosts: impl Iterator<Item = (&'a Arc<HostView>, &'a [(u32, f64)])>,
@@ -552,6 +637,78 @@ mod tests {
             .into_iter()
             .find(|l| l.metric == m)
             .map(|l| (l.host.to_string(), l.instance.to_string(), l.value))
+    }
+
+    /// Refolding one region (a check batch, a sample) gives what a full refill gives, over
+    /// a sequence that changes each part in turn, with positions moving and an instance
+    /// tie.
+    #[test]
+    fn worst_updated_by_region_equals_a_full_refill() {
+        let register = |name: &str| {
+            Metric::register(crate::model::NewMetric {
+                name: name.to_string(),
+                unit: crate::model::Unit::Custom("jobs"),
+                instance: "",
+                risk: Risk::Higher,
+                description: "test".to_string(),
+            })
+            .expect("registers")
+        };
+        let check = register("check.engine_worst_probe");
+        let status_metric = register("check.engine_worst_probe.status");
+        let report = |v: f64, status: u8| {
+            Arc::new(CheckReport {
+                name: Arc::from("engine_worst_probe"),
+                status,
+                message: Arc::from(""),
+                duration_ms: 1.0,
+                readings: vec![
+                    Reading::host(status_metric, f64::from(status)),
+                    Reading::new(check, "a", v),
+                    Reading::new(check, "b", v),
+                ],
+            })
+        };
+        let system = |cpu: f64, disks: usize| {
+            let mut v = vec![Reading::host(Metric::CpuUsage, cpu)];
+            for d in 0..disks {
+                v.push(Reading::new(
+                    Metric::DiskUsedPct,
+                    format!("/d{d}"),
+                    50.0 + d as f64,
+                ));
+            }
+            Arc::new(v)
+        };
+        let mut view = HostView::new("h", Via::Ssh, HostStatus::Up, Vec::new());
+        view.system = system(10.0, 2);
+        view.checks = Arc::new(vec![report(3.0, 0)]);
+        let mut worst = Vec::new();
+        let mut split = fill_worst(&view, &mut worst);
+        assert!(split);
+        let steps: Vec<Box<dyn Fn(&mut HostView)>> = vec![
+            Box::new(|v| v.checks = Arc::new(vec![report(7.0, 2)])),
+            Box::new(|v| v.system = system(90.0, 2)),
+            Box::new(|v| v.system = system(20.0, 3)),
+            Box::new(|v| v.checks = Arc::new(vec![report(1.0, 0), report(2.0, 1)])),
+            Box::new(|v| v.up.value = 0.0),
+            Box::new(|v| v.checks = Arc::default()),
+            Box::new(|v| v.system = system(30.0, 1)),
+            Box::new(|v| v.error = Some("nothing that counts".to_string())),
+        ];
+        for (k, step) in steps.iter().enumerate() {
+            let mut next = view.clone();
+            step(&mut next);
+            update_worst(&view, &next, &mut worst, &mut split);
+            let mut full = Vec::new();
+            assert_eq!(split, fill_worst(&next, &mut full), "step {k}");
+            let trim = |w: &[(u32, f64)]| {
+                let end = w.iter().rposition(|&s| s != NONE).map_or(0, |i| i + 1);
+                w[..end].to_vec()
+            };
+            assert_eq!(trim(&worst), trim(&full), "step {k}");
+            view = next;
+        }
     }
 
     #[test]
