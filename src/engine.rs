@@ -686,7 +686,8 @@ mod tests {
         let mut worst = Vec::new();
         let mut split = fill_worst(&view, &mut worst);
         assert!(split);
-        let steps: Vec<Box<dyn Fn(&mut HostView)>> = vec![
+        type Step<'a> = Box<dyn Fn(&mut HostView) + 'a>;
+        let steps: Vec<Step> = vec![
             Box::new(|v| v.checks = Arc::new(vec![report(7.0, 2)])),
             Box::new(|v| v.system = system(90.0, 2)),
             Box::new(|v| v.system = system(20.0, 3)),
