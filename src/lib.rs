@@ -13,6 +13,7 @@ pub mod engine;
 pub mod event;
 pub mod export;
 pub mod fleet;
+pub mod footprint;
 pub mod format;
 pub mod headless;
 pub mod init;

@@ -152,6 +152,14 @@ pub fn start_with_clock(config: Arc<Config>, clock: Arc<dyn Clock>) -> Running {
         });
     }
 
+    // Start-up's code pages out of RSS once it is over (src/footprint.rs). A short-lived
+    // run (a snapshot) ends before this.
+    tokio::spawn(async {
+        tokio::time::sleep(crate::footprint::RELEASE_AFTER).await;
+        let released = crate::footprint::release_startup_text();
+        log::debug!("released {} KiB of start-up code pages", released / 1024);
+    });
+
     let engine = tokio::spawn(engine::run(
         engine,
         EngineChannels {
