@@ -1,8 +1,8 @@
 //! What a [`Recording`](super::Recording) keeps between seeks, so that the next one (a `[`
 //! or `]` step in rewind, one interval away) redoes little:
 //!
-//! - decompressed data blocks (read, checked and decompressed once, then shared), bounded
-//!   by [`RAW_BYTES`];
+//! - decompressed data blocks (read, checked and decompressed once), bounded by
+//!   [`RAW_BYTES`];
 //! - decoded states between the blocks of a segment ([`Chain`]): a step starts from the
 //!   state just before the rows it needs instead of from the key block.
 //!
@@ -22,11 +22,13 @@ use super::chunk::Decoder;
 use super::format::BlockMeta;
 use crate::model::HostName;
 
-/// Most bytes of decompressed blocks kept (a data block of 1,000 hosts is ~0.3 MiB).
-pub const RAW_BYTES: usize = 48 << 20;
-/// Most host states kept in decoded states, over all chains (1,000 hosts: 12 states, about
-/// 1 KiB a host each).
-pub const STATE_BUDGET: usize = 12_000;
+/// Most bytes of decompressed blocks kept: a data block of 1,000 hosts is ~130 KiB (a key
+/// block ~290 KiB), so about two key runs of them. Decompressing is a small part of a
+/// seek (decoding the rows is most of it), so this stays small.
+pub const RAW_BYTES: usize = 8 << 20;
+/// Most host states kept in decoded states, over all chains (1,000 hosts: 6 states; a host
+/// state of ~40 series takes about 1.5 KiB).
+pub const STATE_BUDGET: usize = 6_000;
 /// States kept right before the window of the last request: a `[` step starts at the one
 /// before it.
 pub const DENSE: usize = 2;

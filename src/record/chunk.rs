@@ -508,7 +508,9 @@ pub struct HostRec {
     prev: Vec<Prev>,
     values: Vec<f64>,
     processes: Arc<Vec<ProcessDetail>>,
-    history: Option<HostHistory>,
+    /// Boxed: most hosts of a decoder gather none (the seek cache keeps many states), and
+    /// the rings' tables are large inline.
+    history: Option<Box<HostHistory>>,
 }
 
 /// History to gather while decoding: rows from `from` on, `cap` samples a series, for the
@@ -727,7 +729,9 @@ impl Decoder {
             }
             self.values += 5 * h.processes.len() as u64;
             if history && let Some(spec) = &self.history {
-                let hist = h.history.get_or_insert_with(|| HostHistory::new(spec.cap));
+                let hist = h
+                    .history
+                    .get_or_insert_with(|| Box::new(HostHistory::new(spec.cap)));
                 for source in SOURCES {
                     // Only the wanted series become readings.
                     let readings: Vec<Reading> = h
@@ -868,7 +872,7 @@ impl HostRec {
         v.external = Arc::new(readings_of(&self.layout, &self.values, series, Source::External));
         v.processes = self.processes.clone();
         if let Some(h) = self.history.take() {
-            v.history = Arc::new(std::sync::RwLock::new(h));
+            v.history = Arc::new(std::sync::RwLock::new(*h));
         }
         v
     }
