@@ -27,7 +27,7 @@ use crate::model::HostName;
 /// seek (decoding the rows is most of it), so this stays small.
 pub const RAW_BYTES: usize = 8 << 20;
 /// Most host states kept in decoded states, over all chains (1,000 hosts: 6 states; a host
-/// state of ~40 series takes about 1.5 KiB).
+/// state of ~40 series takes roughly 1 KiB, estimated from its fields).
 pub const STATE_BUDGET: usize = 6_000;
 /// States kept right before the window of the last request: a `[` step starts at the one
 /// before it.
