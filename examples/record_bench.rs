@@ -9,7 +9,8 @@
 //!
 //! `seek DIR [HOSTS] [HOURS]`: writes a synthetic recording (HOSTS hosts for HOURS of
 //! simulated time, hourly segments, through the recorder's encoder and segment format) into
-//! DIR unless it holds one already, then times `snapshot at` random moments and `[` steps.
+//! DIR unless it holds one already, then times `snapshot at` random moments, `[` and `]`
+//! steps, and whole steps as the dashboard does them (key, seek, rebuild, draw).
 //!
 //! `stats DIR`: bytes per stored value of a real recording.
 //!
@@ -379,10 +380,7 @@ fn seek(dir: &std::path::Path, hosts: usize, hours: u64) {
         times.push(t.elapsed());
         assert_eq!(snap.hosts.len(), hosts);
     }
-    let p = |times: &mut Vec<Duration>, q: f64| {
-        times.sort();
-        times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
-    };
+    let p = pct;
     println!(
         "snapshot at a random moment (sparkline history): median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
         p(&mut times, 0.5),
@@ -404,6 +402,24 @@ fn seek(dir: &std::path::Path, hosts: usize, hours: u64) {
         p(&mut steps, 0.9),
         p(&mut steps, 1.0)
     );
+    // And forward again, `]`.
+    let back_at = at;
+    let mut fwd = Vec::new();
+    for _ in 0..30 {
+        at += INTERVAL;
+        let t = Instant::now();
+        rec.refresh().expect("recording");
+        let _ = rec.snapshot_at(at, Some(sparks(at))).expect("moment");
+        fwd.push(t.elapsed());
+    }
+    println!(
+        "`]` step (sparkline history): median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        p(&mut fwd, 0.5),
+        p(&mut fwd, 0.9),
+        p(&mut fwd, 1.0)
+    );
+    at = back_at;
+    dashboard_steps(dir, hosts, a + span / 3, b);
     // What the dashboard asked for before (same build): the directory opened again and 40
     // samples of every charted series.
     let mut old = Vec::new();
@@ -436,6 +452,68 @@ fn seek(dir: &std::path::Path, hosts: usize, hours: u64) {
         "first seek (open and index the directory, then the moment): median {:.1} ms, max {:.1} ms",
         p(&mut cold, 0.5),
         p(&mut cold, 1.0)
+    );
+}
+
+/// The `q` quantile of `times`, in ms.
+fn pct(times: &mut [Duration], q: f64) -> f64 {
+    times.sort();
+    times[((times.len() - 1) as f64 * q) as usize].as_secs_f64() * 1e3
+}
+
+/// The whole of a step as the dashboard does it: the key, the seek (its recording kept
+/// open between steps), the rebuild of the app's state and the drawing of a 160x45 frame.
+/// 60 `[` from `from`, then 30 `]`.
+fn dashboard_steps(dir: &std::path::Path, hosts: usize, from: SystemTime, end: SystemTime) {
+    let p = pct;
+    use lookout::ui::app::{App, Effect};
+    use ratatui::crossterm::event::{KeyCode, KeyEvent, KeyModifiers};
+    let names: Vec<String> = (0..hosts).map(|i| format!("\"h{i:04}\"")).collect();
+    let text = format!(
+        "[general]\ninterval = \"2s\"\n[record]\ndir = {:?}\n[[hosts]]\nnames = [{}]\n",
+        dir.display().to_string(),
+        names.join(", ")
+    );
+    let config = lookout::config::parse(&text, "bench.toml", None).expect("valid config");
+    let live = Recording::open(dir)
+        .and_then(|r| r.snapshot_at(end, None))
+        .expect("the recording's end");
+    let mut app = App::new(
+        &config,
+        lookout::ui::theme::Theme::load("default", false).expect("theme"),
+        lookout::ui::keymap::Keymap::default(),
+        Arc::new(live),
+        end,
+    );
+    let mut term = ratatui::Terminal::new(ratatui::backend::TestBackend::new(160, 45)).expect("terminal");
+    lookout::ui::rewind::seek(&mut app, from);
+    assert_eq!(app.rewind.at, Some(from), "{:?}", app.message);
+    term.draw(|f| lookout::ui::draw::draw(f, &mut app)).expect("draw");
+    let mut step = |key: char| {
+        let t = Instant::now();
+        app.on_key(&KeyEvent::new(KeyCode::Char(key), KeyModifiers::NONE));
+        for e in app.take_effects() {
+            if let Effect::Seek(at) = e {
+                lookout::ui::rewind::seek(&mut app, at);
+            }
+        }
+        app.now = lookout::ui::rewind::frame_now(&app, SystemTime::now());
+        term.draw(|f| lookout::ui::draw::draw(f, &mut app)).expect("draw");
+        t.elapsed()
+    };
+    let mut back: Vec<Duration> = (0..60).map(|_| step('[')).collect();
+    let mut fwd: Vec<Duration> = (0..30).map(|_| step(']')).collect();
+    println!(
+        "dashboard `[` x60 (key, seek, rebuild, draw 160x45): median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        p(&mut back, 0.5),
+        p(&mut back, 0.9),
+        p(&mut back, 1.0)
+    );
+    println!(
+        "dashboard `]` x30: median {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        p(&mut fwd, 0.5),
+        p(&mut fwd, 0.9),
+        p(&mut fwd, 1.0)
     );
 }
 

@@ -485,6 +485,7 @@ pub fn decode_events(p: &[u8]) -> Result<Vec<(i64, String)>, Malformed> {
 // ---------------------------------------------------------------------------------------------
 // Reading.
 
+#[derive(Clone)]
 struct SeriesDef {
     metric: Option<Metric>,
     instance: Arc<str>,
@@ -507,7 +508,9 @@ pub struct HostRec {
     prev: Vec<Prev>,
     values: Vec<f64>,
     processes: Arc<Vec<ProcessDetail>>,
-    history: Option<HostHistory>,
+    /// Boxed: most hosts of a decoder gather none (the seek cache keeps many states), and
+    /// the rings' tables are large inline.
+    history: Option<Box<HostHistory>>,
 }
 
 /// History to gather while decoding: rows from `from` on, `cap` samples a series, for the
@@ -595,6 +598,19 @@ impl Decoder {
                 scale,
             });
         }
+        // Which series feed the history, by series id (the overview wants one of ~40).
+        let hist_series: Vec<bool> = match &self.history {
+            Some(spec) => self
+                .series
+                .iter()
+                .map(|s| {
+                    s.metric.is_some_and(|m| {
+                        m.info().history && spec.metrics.as_ref().is_none_or(|w| w.contains(&m))
+                    })
+                })
+                .collect(),
+            None => Vec::new(),
+        };
         let rows = c.count()?;
         let mut stopped = false;
         for _ in 0..rows {
@@ -713,13 +729,27 @@ impl Decoder {
             }
             self.values += 5 * h.processes.len() as u64;
             if history && let Some(spec) = &self.history {
-                let hist = h.history.get_or_insert_with(|| HostHistory::new(spec.cap));
-                let wanted =
-                    |m: Metric| m.info().history && spec.metrics.as_ref().is_none_or(|w| w.contains(&m));
+                let hist = h
+                    .history
+                    .get_or_insert_with(|| Box::new(HostHistory::new(spec.cap)));
                 for source in SOURCES {
-                    let readings: Vec<Reading> = readings_of(&h.layout, &h.values, &self.series, source)
-                        .into_iter()
-                        .filter(|r| wanted(r.metric))
+                    // Only the wanted series become readings.
+                    let readings: Vec<Reading> = h
+                        .layout
+                        .iter()
+                        .zip(&h.values)
+                        .filter_map(|(&id, &v)| {
+                            if !hist_series.get(id as usize).copied().unwrap_or(false) {
+                                return None;
+                            }
+                            let s = self.series.get(id as usize)?;
+                            let metric = s.metric.filter(|_| s.source == source)?;
+                            Some(Reading {
+                                metric,
+                                instance: s.instance.clone(),
+                                value: v,
+                            })
+                        })
                         .collect();
                     if !readings.is_empty() {
                         hist.record(source, &readings);
@@ -755,6 +785,23 @@ impl Decoder {
             hosts,
             max_risk,
             triggers: self.triggers.iter().filter_map(RecTrigger::to_view).collect(),
+        }
+    }
+
+    /// A copy of the decoded state without any history gathered: what a seek cache keeps
+    /// between blocks, to go on decoding from there later.
+    pub fn state_clone(&self) -> Decoder {
+        Decoder {
+            strings: self.strings.clone(),
+            series: self.series.clone(),
+            by_sid: self.by_sid.clone(),
+            by_name: self.by_name.clone(),
+            hosts: self.hosts.iter().map(HostRec::state_clone).collect(),
+            triggers: self.triggers.clone(),
+            t: self.t,
+            history: None,
+            started: self.started,
+            values: self.values,
         }
     }
 
@@ -795,6 +842,24 @@ fn readings_of(layout: &[u32], values: &[f64], series: &[SeriesDef], source: Sou
 }
 
 impl HostRec {
+    fn state_clone(&self) -> HostRec {
+        HostRec {
+            name: self.name.clone(),
+            group: self.group.clone(),
+            via: self.via,
+            status: self.status,
+            error: self.error.clone(),
+            last_update: self.last_update,
+            rounds: self.rounds,
+            t: self.t,
+            layout: self.layout.clone(),
+            prev: self.prev.clone(),
+            values: self.values.clone(),
+            processes: self.processes.clone(),
+            history: None,
+        }
+    }
+
     fn view(&mut self, series: &[SeriesDef]) -> HostView {
         let mut v = HostView::new("", self.via, self.status, Vec::new());
         v.name = self.name.clone();
@@ -807,7 +872,7 @@ impl HostRec {
         v.external = Arc::new(readings_of(&self.layout, &self.values, series, Source::External));
         v.processes = self.processes.clone();
         if let Some(h) = self.history.take() {
-            v.history = Arc::new(std::sync::RwLock::new(h));
+            v.history = Arc::new(std::sync::RwLock::new(*h));
         }
         v
     }

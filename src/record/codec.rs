@@ -20,6 +20,7 @@ pub fn zigzag(v: i64) -> u64 {
     ((v << 1) ^ (v >> 63)) as u64
 }
 
+#[inline]
 pub fn unzigzag(v: u64) -> i64 {
     ((v >> 1) as i64) ^ -((v & 1) as i64)
 }
@@ -51,12 +52,25 @@ impl<'a> Cursor<'a> {
     pub fn is_empty(&self) -> bool {
         self.pos >= self.buf.len()
     }
+    #[inline]
     pub fn u8(&mut self) -> Result<u8, Malformed> {
         let b = *self.buf.get(self.pos).ok_or(Malformed("ends early"))?;
         self.pos += 1;
         Ok(b)
     }
+    #[inline]
     pub fn uvar(&mut self) -> Result<u64, Malformed> {
+        // Most varints of a block are one byte.
+        if let Some(&b) = self.buf.get(self.pos)
+            && b < 0x80
+        {
+            self.pos += 1;
+            return Ok(u64::from(b));
+        }
+        self.uvar_long()
+    }
+
+    fn uvar_long(&mut self) -> Result<u64, Malformed> {
         let mut v = 0u64;
         for shift in (0..64).step_by(7) {
             let b = self.u8()?;
@@ -67,10 +81,12 @@ impl<'a> Cursor<'a> {
         }
         Err(Malformed("varint too long"))
     }
+    #[inline]
     pub fn ivar(&mut self) -> Result<i64, Malformed> {
         self.uvar().map(unzigzag)
     }
     /// A count that must fit what is left of the buffer (each item takes a byte at least).
+    #[inline]
     pub fn count(&mut self) -> Result<usize, Malformed> {
         let n = self.uvar()?;
         if n > (self.buf.len() - self.pos) as u64 {
@@ -78,6 +94,7 @@ impl<'a> Cursor<'a> {
         }
         Ok(n as usize)
     }
+    #[inline]
     pub fn bytes(&mut self) -> Result<&'a [u8], Malformed> {
         let n = self.count()?;
         let b = &self.buf[self.pos..self.pos + n];
@@ -140,6 +157,7 @@ pub fn put_value(out: &mut Vec<u8>, prev: &mut Prev, scale: u32, lossless: bool,
     }
 }
 
+#[inline]
 pub fn get_value(c: &mut Cursor, prev: &mut Prev, scale: u32) -> Result<f64, Malformed> {
     let tag = c.uvar()?;
     if tag & 1 == 1 {

@@ -5,17 +5,20 @@
 //! - [`chunk`]: what data and event blocks hold; the encoder and the decoder.
 //! - [`writer`]: the recorder thread (an output of the engine), rotation, retention, limits.
 //! - [`reader`]: the recording directory as a whole: its span, the snapshot at a time, the
-//!   events of a time range.
+//!   events of a time range; `cache` keeps what the last seeks decoded, for the next step.
 //! - [`query`]: `lookout snapshot --at` and `lookout events`.
 //! - [`timespec`]: the times users type (`03:10`, `2026-12-01 03:10`, `-45m`).
 //!
 //! docs/record.md explains the format and why it is built this way.
 
+mod cache;
 pub mod chunk;
 pub mod codec;
 pub mod format;
 pub mod query;
 pub mod reader;
+#[cfg(test)]
+mod seek_tests;
 #[cfg(test)]
 mod story_tests;
 pub mod timespec;

@@ -8,10 +8,11 @@
 
 use std::fs::{File, Metadata};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use super::SEGMENT_EXT;
+use super::cache::{DENSE, Point, SPARSE, SeekCache};
 use super::chunk::{Decoder, HistorySpec, decode_events, from_ms, ms};
 use super::format::{self, BlockMeta, Kind, SegmentIndex};
 use super::timespec;
@@ -62,6 +63,8 @@ pub struct Recording {
     pub dir: PathBuf,
     segs: Vec<Seg>,
     problems: Mutex<Problems>,
+    /// What the last seeks decoded (a `[` step starts from there).
+    cache: Mutex<SeekCache>,
 }
 
 /// Messages about damage not yet taken, and every one said so far: a damaged block read
@@ -79,6 +82,7 @@ impl Recording {
             dir: dir.to_path_buf(),
             segs: Vec::new(),
             problems: Mutex::new(Problems::default()),
+            cache: Mutex::new(SeekCache::default()),
         };
         rec.refresh()?;
         Ok(rec)
@@ -95,11 +99,16 @@ impl Recording {
         let mut segs = Vec::new();
         for (path, meta) in list {
             let stamp = (meta.len(), meta.modified().ok());
-            if let Some(seg) = known.remove(&path)
-                && seg.stamp == stamp
-            {
-                segs.push(seg);
-                continue;
+            if let Some(seg) = known.remove(&path) {
+                if seg.stamp == stamp {
+                    segs.push(seg);
+                    continue;
+                }
+                // A segment being written grows, and keeps what it had; any other change
+                // (a closed one rewritten, one cut) makes what was decoded from it stale.
+                if seg.index.closed || stamp.0 < seg.stamp.0 {
+                    self.cache_mut().forget(&path);
+                }
             }
             match format::index_segment(&path) {
                 Ok(index) => {
@@ -124,6 +133,9 @@ impl Recording {
                 }
                 Err(e) => self.problem(format!("{}: skipped: {e}", path.display())),
             }
+        }
+        for gone in known.keys() {
+            self.cache_mut().forget(gone);
         }
         self.segs = segs;
         if self.segs.is_empty() {
@@ -239,6 +251,23 @@ impl Recording {
         Ok(d.snapshot(at, self.interval()))
     }
 
+    /// Forgets what earlier seeks decoded (the dashboard went back to live).
+    pub fn clear_cache(&self) {
+        self.cache_mut().clear();
+    }
+
+    /// How many segment decodes started from a state the cache kept.
+    #[cfg(test)]
+    pub(crate) fn warm_starts(&self) -> u64 {
+        self.cache_mut().warm_starts
+    }
+
+    fn cache_mut(&self) -> std::sync::MutexGuard<'_, SeekCache> {
+        self.cache
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
     /// Decodes one segment up to `t`, starting at the key block that `history` (or `t`)
     /// needs; when a start fails, from the key block before it.
     fn decode(&self, seg: &Seg, t: i64, history: Option<HistorySpec>) -> Decoder {
@@ -255,6 +284,11 @@ impl Recording {
         let (Some(k_t), Some(k_h)) = (k_t, k_h) else {
             return Decoder::with_history(history);
         };
+        if let Some(d) = self.decode_warm(seg, &data, keys[k_h], keys[k_t], t, history.as_ref()) {
+            return d;
+        }
+        // A block did not read: decode as before, skipping damage and finding another
+        // start.
         let mut file = match File::open(&seg.path) {
             Ok(f) => f,
             Err(e) => {
@@ -302,6 +336,100 @@ impl Recording {
             start -= 1;
             full_from = full_from.min(keys[start]);
         }
+    }
+
+    /// Decodes one segment up to `t` from the key block `data[start]`, blocks before
+    /// `data[full_from]` for history only, as the first attempt of [`Recording::decode`]
+    /// does, but from the latest state the cache holds before the rows this request needs,
+    /// and through the cache's decompressed blocks. Keeps states on the way for the next
+    /// request. None when a block does not read (then nothing of this chain past that block
+    /// is used again; the caller decodes cold and reports the damage).
+    fn decode_warm(
+        &self,
+        seg: &Seg,
+        data: &[&BlockMeta],
+        start: usize,
+        full_from: usize,
+        t: i64,
+        history: Option<&HistorySpec>,
+    ) -> Option<Decoder> {
+        // Rows from `from` on feed the history; a state kept between blocks holds none.
+        let from = history.map_or(t, |h| h.from.min(t));
+        // Only blocks read for history only look at `only`.
+        let only = if start < full_from {
+            history.and_then(|h| h.only.clone())
+        } else {
+            None
+        };
+        let mut cache = self.cache_mut();
+        let mut chain = cache.take_chain(&seg.path, data[start], data[full_from], only);
+        if chain.damaged_at.is_some_and(|i| i < data.len()) {
+            cache.give_back(chain, start);
+            return None;
+        }
+        // The first block with rows the history (or the moment) needs: states before it
+        // hold none of them, so they are kept.
+        let window = data
+            .iter()
+            .position(|b| b.t_last >= from)
+            .unwrap_or(data.len())
+            .max(start);
+        let point = chain
+            .points
+            .iter()
+            .rev()
+            .find(|p| p.next <= window && p.next > start && *data[p.next - 1] == p.last);
+        let (mut d, first) = match point {
+            Some(p) => (p.state.state_clone(), p.next),
+            None => (Decoder::default(), start),
+        };
+        cache.warm_starts += u64::from(first > start);
+        d.history = history.cloned();
+        let mut file: Option<(File, u64)> = None;
+        for (i, b) in data.iter().enumerate().skip(first) {
+            let raw = match cache.raw(&seg.path, b) {
+                Some(raw) => raw,
+                None => {
+                    if file.is_none()
+                        && let Ok(f) = File::open(&seg.path)
+                    {
+                        let len = f.metadata().map_or(0, |m| m.len());
+                        file = Some((f, len));
+                    }
+                    let raw = match &mut file {
+                        Some((f, len)) => format::read_block_at(f, b.offset, *len)
+                            .and_then(|(_, payload)| format::decompress(&payload)),
+                        None => Err(String::new()),
+                    };
+                    let Ok(raw) = raw else {
+                        chain.damaged_at = Some(i);
+                        cache.give_back(chain, window);
+                        return None;
+                    };
+                    let raw = Arc::new(raw);
+                    cache.put_raw(&seg.path, **b, raw.clone());
+                    raw
+                }
+            };
+            if d.apply(b.is_key(), &raw, t, i >= full_from).is_err() {
+                chain.damaged_at = Some(i);
+                cache.give_back(chain, window);
+                return None;
+            }
+            let next = i + 1;
+            if next <= window
+                && (next + DENSE > window || (next - start).is_multiple_of(SPARSE))
+                && !chain.has(next)
+            {
+                chain.keep(Point {
+                    next,
+                    last: **b,
+                    state: d.state_clone(),
+                });
+            }
+        }
+        cache.give_back(chain, window);
+        Some(d)
     }
 
     /// Reads every data block: (bytes of all segment files, values stored, data blocks

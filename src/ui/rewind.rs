@@ -119,6 +119,10 @@ pub fn act(app: &mut App, action: Action) {
 /// Back to the live (or replayed) data.
 pub fn go_live(app: &mut App) {
     app.rewind.at = None;
+    if let Some(rec) = &app.rewind.opened.0 {
+        // What the steps decoded is not needed until the next rewind.
+        rec.clear_cache();
+    }
     app.snap = app.latest().clone();
     app.rebuild();
     app.message = Some(
