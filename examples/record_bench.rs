@@ -302,6 +302,17 @@ fn write_synthetic(dir: &std::path::Path, hosts: usize, hours: u64) {
     for hour in 0..hours {
         let start = ms(fleet.clock.now());
         let path = dir.join(format!("{}-{start}-1.lkr", lookout::record::file_stamp(start)));
+        if path.exists() {
+            // Written by an earlier, shorter run: the same hour again (the fleet is
+            // deterministic), so only its state is stepped on.
+            for _ in 0..rounds_per_hour {
+                for k in 0..STEPS {
+                    fleet.step(k);
+                }
+            }
+            eprintln!("hour {}/{hours}: already there", hour + 1);
+            continue;
+        }
         let mut out = Vec::with_capacity(64 << 20);
         out.extend_from_slice(&format::segment_header(start, 1, 2000));
         let mut blocks: Vec<BlockMeta> = Vec::new();
@@ -348,7 +359,12 @@ fn write_synthetic(dir: &std::path::Path, hosts: usize, hours: u64) {
 }
 
 fn seek(dir: &std::path::Path, hosts: usize, hours: u64) {
-    if Recording::open(dir).is_err() {
+    // Missing hours are written (a shorter recording from an earlier run is extended).
+    let recorded_hours = Recording::open(dir).ok().map(|r| {
+        let (a, b) = r.span();
+        b.duration_since(a).unwrap_or_default().as_secs_f64() / 3600.0
+    });
+    if recorded_hours.is_none_or(|h| h + 0.5 < hours as f64) {
         write_synthetic(dir, hosts, hours);
     }
     let t = Instant::now();
