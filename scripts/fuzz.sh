@@ -7,7 +7,8 @@
 #                                       fuzz/out/TARGET) through the plain build of a target
 #   scripts/fuzz.sh list                the targets
 #
-# DURATION is seconds, or a number with s, m or h. Installs cargo-afl if missing, builds the
+# DURATION is seconds, or a number with s, m or h; with FUZZ_EXECS=N a run also ends after
+# about N executions (afl-fuzz -E), whichever comes first. Installs cargo-afl if missing, builds the
 # target instrumented (fuzz/target/afl), runs afl-fuzz with AFL_NO_UI for DURATION on the
 # seeds in fuzz/corpus/TARGET (output in fuzz/out/TARGET, replaced on each run; hang
 # timeout 1000 ms, memory limit $FUZZ_MEM_MB, default 1024 MB) at nice $FUZZ_NICE (10), then
@@ -25,7 +26,7 @@ NICE=${FUZZ_NICE:-10}
 MEM=${FUZZ_MEM_MB:-1024}
 
 usage() {
-    sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,21p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 
@@ -71,10 +72,12 @@ fuzz_one() { # TARGET SECONDS
     [ -d /dev/shm ] && [ -w /dev/shm ] && tmp=/dev/shm/lookout-fuzz-$t
     rm -rf "$tmp"
     mkdir -p "$tmp"
+    execs_limit=""
+    [ -n "${FUZZ_EXECS:-}" ] && execs_limit="-E $FUZZ_EXECS"
     # shellcheck disable=SC2086
     AFL_NO_UI=1 AFL_NO_AFFINITY=1 AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 \
         AFL_TMPDIR="$tmp" LOOKOUT_FUZZ_SCRATCH="$tmp/scratch" \
-        nice -n "$NICE" cargo afl fuzz -i "corpus/$t" -o "$out" -V "$secs" -t 1000 -m "$MEM" $dict \
+        nice -n "$NICE" cargo afl fuzz -i "corpus/$t" -o "$out" -V "$secs" $execs_limit -t 1000 -m "$MEM" $dict \
         -- "target/afl/release/$t" >"$out/afl.log" 2>&1 || {
         echo "afl-fuzz failed for $t: see fuzz/$out/afl.log" >&2
         tail -n 20 "$out/afl.log" >&2

@@ -138,7 +138,7 @@ while kill -0 "$LPID" 2>/dev/null; do
     threads=$(awk '/^Threads:/ { print $2 }' "/proc/$LPID/status" 2>/dev/null || true)
     fds=$(ls "/proc/$LPID/fd" 2>/dev/null | wc -l)
     children=$(pgrep -c -P "$LPID" || true)
-    rec=$(du -sb "$OUT/rec" 2>/dev/null | cut -f1)
+    rec=$(du -sb "$OUT/rec" 2>/dev/null | cut -f1 || true)
     [ -n "$rss" ] && echo "$t,$rss,$fds,$threads,$children,${rec:-0},$(hosts_up)" >> "$OUT/soak.csv"
     sleep "$SAMPLE"
 done
