@@ -10,13 +10,17 @@
 # host, and `lookout run --headless` on that fleet plus the local host (a local [[check]]
 # every 5 s, a trigger on host.up whose action runs `sh`), recording on. Every SAMPLE s it
 # writes into OUT/soak.csv: seconds, lookout's VmRSS (KiB), open fds, threads, child
-# processes, recording bytes on disk, hosts up (from the events). Flapping stops SETTLE
+# processes, recording bytes on disk, hosts up (from the events), and the RSS split into
+# anonymous memory (heap, stacks: where a leak shows) and file-backed pages (lookout's own
+# code and libraries, which fault in as rarer code paths run: bounded by the binary's
+# size, so a slow rise there early on is not a leak). Flapping stops SETTLE
 # before the end, so the run ends on a settled fleet whose final modes (hosts.tsv) are
 # compared with lookout's last host_status event per host (up, unreachable for down and
 # reset, timeout for hung).
 #
 # At the end it prints a summary (and writes OUT/summary.txt): RSS growth per hour after
-# the first WARMUP seconds (least squares over the samples), the range and trend of fds,
+# the first WARMUP seconds (least squares over the samples; also for the anonymous and
+# file-backed parts), the range and trend of fds,
 # threads and children after the warm-up, and how many hosts' final statuses match. With
 # gnuplot it draws OUT/soak.png (RSS and fds over time). Exit status 1 when a target is
 # missed: RSS growth >= 1 MiB/h, a trend in fds (>= 2/h) or children (>= 1/h), threads
@@ -129,17 +133,19 @@ hosts_up() {
         END { n = 0; for (h in st) if (st[h] == "up") n++; print n }' "$OUT/events.jsonl"
 }
 
-echo "t,rss_kib,fds,threads,children,rec_bytes,hosts_up" > "$OUT/soak.csv"
+echo "t,rss_kib,fds,threads,children,rec_bytes,hosts_up,rss_anon_kib,rss_file_kib" > "$OUT/soak.csv"
 echo "soak: $HOSTS hosts flapping every $FLAP for ${DURATION}s; lookout pid $LPID; out $OUT" >&2
 start=$(date +%s)
 while kill -0 "$LPID" 2>/dev/null; do
     t=$(( $(date +%s) - start ))
     rss=$(awk '/^VmRSS:/ { print $2 }' "/proc/$LPID/status" 2>/dev/null || true)
     threads=$(awk '/^Threads:/ { print $2 }' "/proc/$LPID/status" 2>/dev/null || true)
+    anon=$(awk '/^RssAnon:/ { print $2 }' "/proc/$LPID/status" 2>/dev/null || true)
+    file=$(awk '/^RssFile:/ { print $2 }' "/proc/$LPID/status" 2>/dev/null || true)
     fds=$(ls "/proc/$LPID/fd" 2>/dev/null | wc -l)
     children=$(pgrep -c -P "$LPID" || true)
     rec=$(du -sb "$OUT/rec" 2>/dev/null | cut -f1 || true)
-    [ -n "$rss" ] && echo "$t,$rss,$fds,$threads,$children,${rec:-0},$(hosts_up)" >> "$OUT/soak.csv"
+    [ -n "$rss" ] && echo "$t,$rss,$fds,$threads,$children,${rec:-0},$(hosts_up),${anon:-0},${file:-0}" >> "$OUT/soak.csv"
     sleep "$SAMPLE"
 done
 wait "$LPID" || echo "lookout exited with status $?" >&2
@@ -166,7 +172,8 @@ awk -F, -v warm="$WARMUP" '
     { n_all++; last_t = $1 }
     $1 >= warm {
         n++; sx += $1; sxx += $1 * $1
-        for (c = 2; c <= 5; c++) {
+        for (c = 2; c <= 9; c++) {
+            if (c == 6 || c == 7) continue
             sy[c] += $c; sxy[c] += $1 * $c
             if (n == 1 || $c < lo[c]) lo[c] = $c
             if (n == 1 || $c > hi[c]) hi[c] = $c
@@ -174,9 +181,11 @@ awk -F, -v warm="$WARMUP" '
     }
     END {
         if (n < 2) { print "too few samples after the warm-up"; exit 1 }
-        for (c = 2; c <= 5; c++) trend[c] = (n * sxy[c] - sx * sy[c]) / (n * sxx - sx * sx) * 3600
+        for (c = 2; c <= 9; c++) trend[c] = (n * sxy[c] - sx * sy[c]) / (n * sxx - sx * sx) * 3600
         printf "samples=%d duration_s=%d warmup_s=%d\n", n_all, last_t, warm
         printf "rss_mib min=%.1f max=%.1f growth_mib_per_h=%.3f\n", lo[2] / 1024, hi[2] / 1024, trend[2] / 1024
+        printf "rss_anon_mib min=%.1f max=%.1f growth_mib_per_h=%.3f\n", lo[8] / 1024, hi[8] / 1024, trend[8] / 1024
+        printf "rss_file_mib min=%.1f max=%.1f growth_mib_per_h=%.3f\n", lo[9] / 1024, hi[9] / 1024, trend[9] / 1024
         printf "fds min=%d max=%d trend_per_h=%.2f\n", lo[3], hi[3], trend[3]
         printf "threads min=%d max=%d trend_per_h=%.2f\n", lo[4], hi[4], trend[4]
         printf "children min=%d max=%d trend_per_h=%.2f\n", lo[5], hi[5], trend[5]
@@ -211,6 +220,8 @@ set y2tics
 set yrange [0:*]
 set y2range [0:*]
 plot "$OUT/soak.csv" using (\$1/60):(\$2/1024) with lines lw 2 title "RSS (MiB)", \
+     "" using (\$1/60):(\$8/1024) with lines title "anonymous (MiB)", \
+     "" using (\$1/60):(\$9/1024) with lines title "file-backed (MiB)", \
      "" using (\$1/60):3 axes x1y2 with lines title "open fds", \
      "" using (\$1/60):4 axes x1y2 with lines title "threads"
 EOF
