@@ -171,6 +171,16 @@ pub fn trailer(index_offset: u64) -> [u8; TRAILER_LEN as usize] {
     t
 }
 
+/// The end of a closed segment whose index goes at offset `at`: the index block over
+/// `blocks` and the trailer that points at it (what a writer appends when it closes).
+pub fn segment_end(blocks: &[BlockMeta], at: u64) -> Vec<u8> {
+    let t0 = blocks.iter().map(|b| b.t_first).min().unwrap_or(0);
+    let t1 = blocks.iter().map(|b| b.t_last).max().unwrap_or(0);
+    let mut out = block(Kind::Index, 0, t0, t1, &index_payload(blocks));
+    out.extend_from_slice(&trailer(at));
+    out
+}
+
 /// A segment as the reader knows it: its blocks and what went wrong finding them.
 #[derive(Debug, Clone)]
 pub struct SegmentIndex {

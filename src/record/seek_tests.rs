@@ -122,15 +122,7 @@ fn write_recording(dir: &Path) {
         }
         if seg + 1 < SEGMENTS {
             let at = out.len() as u64;
-            let (t0, t1) = (blocks[0].t_first, blocks[blocks.len() - 1].t_last);
-            out.extend_from_slice(&format::block(
-                Kind::Index,
-                0,
-                t0,
-                t1,
-                &format::index_payload(&blocks),
-            ));
-            out.extend_from_slice(&format::trailer(at));
+            out.extend_from_slice(&format::segment_end(&blocks, at));
         }
         std::fs::write(&path, &out).expect("write segment");
     }
