@@ -301,8 +301,21 @@ struct Shell {
 }
 
 impl Shell {
-    fn start(argv: &[&str], procs: bool) -> Shell {
-        let mut child = std::process::Command::new(argv[0])
+    /// `path`: the PATH the script runs with (else this process's).
+    fn start(argv: &[&str], procs: bool, path: Option<&std::path::Path>) -> Shell {
+        // the shell itself is found on this process's PATH
+        let program = std::env::var_os("PATH")
+            .and_then(|p| {
+                std::env::split_paths(&p)
+                    .map(|d| d.join(argv[0]))
+                    .find(|p| p.exists())
+            })
+            .unwrap_or_else(|| argv[0].into());
+        let mut command = std::process::Command::new(program);
+        if let Some(path) = path {
+            command.env("PATH", path);
+        }
+        let mut child = command
             .args(&argv[1..])
             .arg("-c")
             .arg(remote::script(procs))
@@ -379,6 +392,56 @@ fn sleeper_pids(details: &[lookout::model::ProcessDetail], tag: &str) -> Vec<u32
 /// more pids are watched than the shell reads with `read` (they go to `head`); else by
 /// command line, only this test's sleepers (few: `read`, when no new pid needs `head`).
 fn session_over(argv: &[&str], many: bool) {
+    session_over_path(argv, many, None, true);
+}
+
+/// The names of `pid`'s descendants.
+fn descendant_names(pid: u32) -> Vec<String> {
+    let mut all = Vec::new();
+    for entry in std::fs::read_dir("/proc").expect("/proc").flatten() {
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        let Some((pid, rest)) = stat.split_once(" (") else {
+            continue;
+        };
+        let Some((name, rest)) = rest.rsplit_once(") ") else {
+            continue;
+        };
+        let parent = rest.split(' ').nth(1).unwrap_or("").to_string();
+        all.push((pid.to_string(), parent, name.to_string()));
+    }
+    let mut family = vec![pid.to_string()];
+    let mut names = Vec::new();
+    while let Some(p) = family.pop() {
+        for (child, _, name) in all.iter().filter(|(_, parent, _)| *parent == p) {
+            family.push(child.clone());
+            names.push(name.clone());
+        }
+    }
+    names
+}
+
+/// A directory of symlinks to the programs the script may start, for the PATH of a host
+/// that has these only: `awk` to `awk_to`, or no awk at all.
+fn host_bin(awk_to: Option<&str>) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().expect("tmp");
+    for tool in ["getconf", "head", "df", "sleep"] {
+        let to = ["/usr/bin", "/bin"]
+            .iter()
+            .map(|d| std::path::Path::new(d).join(tool))
+            .find(|p| p.exists())
+            .unwrap_or_else(|| panic!("{tool} is not installed"));
+        std::os::unix::fs::symlink(to, dir.path().join(tool)).expect("symlink");
+    }
+    if let Some(awk) = awk_to {
+        std::os::unix::fs::symlink(awk, dir.path().join("awk")).expect("symlink");
+    }
+    dir
+}
+
+/// `awk`: whether an awk answers (else the shell loop does).
+fn session_over_path(argv: &[&str], many: bool, path: Option<&std::path::Path>, awk: bool) {
     // a tag no other process of the machine has in its command line
     static SESSIONS: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(1);
     let session = SESSIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -393,7 +456,7 @@ fn session_over(argv: &[&str], many: bool) {
     let _more: Vec<Sleeper> = (0..if many { 13 } else { 0 })
         .map(|_| Sleeper::start(&format!("{tag}1")))
         .collect();
-    let mut shell = Shell::start(argv, true);
+    let mut shell = Shell::start(argv, true, path);
     let own = format!("sleep {tag}");
     let w = if many {
         watch(&["sleep", "sh"])
@@ -407,6 +470,14 @@ fn session_over(argv: &[&str], many: bool) {
     for id in 0..polls {
         let request = state.request(id, &w);
         let text = shell.ask(id, &request);
+        if id == 0 {
+            let children = descendant_names(shell.child.id());
+            assert_eq!(
+                children.iter().any(|c| c == "awk"),
+                awk,
+                "{argv:?} with PATH {path:?}: the shell's children {children:?}"
+            );
+        }
         let parsed = state.parse(&text, &w).unwrap_or_else(|e| panic!("{e}: {text}"));
         let (readings, details) = state.complete(parsed, &w);
         assert!(
@@ -417,6 +488,13 @@ fn session_over(argv: &[&str], many: bool) {
         assert!(
             details.iter().all(|d| d.pid != shell.child.id()),
             "{argv:?}: the script's own shell is not a watched `sh`"
+        );
+        let own = descendant_names(shell.child.id());
+        assert!(
+            details
+                .iter()
+                .all(|d| !own.contains(&d.name.to_string()) || d.name.as_ref() == "sleep"),
+            "{argv:?}: the script's own processes ({own:?}) are not watched: {details:?}"
         );
         let pids = sleeper_pids(&details, &tag);
         let want: Vec<u32> = [Some(first.0.id()), second.as_ref().map(|s| s.0.id())]
@@ -471,6 +549,37 @@ fn session_over_busybox_sh() {
     // builtins (read, printf, test, set) differ from dash's in the details this relies on.
     session_over(&["busybox", "sh"], false);
     session_over(&["busybox", "sh"], true);
+}
+
+#[test]
+fn session_over_busybox_sh_and_awk() {
+    // a busybox host: its ash runs the script and its awk answers
+    let bin = host_bin(Some("/usr/bin/busybox"));
+    session_over_path(&["busybox", "sh"], false, Some(bin.path()), true);
+    session_over_path(&["busybox", "sh"], true, Some(bin.path()), true);
+}
+
+#[test]
+fn session_over_other_awks() {
+    // gawk ignores `-W interactive`; the one true awk refuses it, so the script's second
+    // awk runs. Neither is installed by scripts/test.sh: each runs where it is there.
+    for awk in ["/usr/bin/gawk", "/usr/bin/original-awk"] {
+        if !std::path::Path::new(awk).exists() {
+            eprintln!("{awk} is not installed: not tried");
+            continue;
+        }
+        let bin = host_bin(Some(awk));
+        session_over_path(&["dash"], true, Some(bin.path()), true);
+    }
+}
+
+#[test]
+fn session_over_a_shell_without_awk() {
+    // the shell loop answers where the host has no awk
+    let bin = host_bin(None);
+    session_over_path(&["dash"], false, Some(bin.path()), false);
+    session_over_path(&["dash"], true, Some(bin.path()), false);
+    session_over_path(&["busybox", "sh"], true, Some(bin.path()), false);
 }
 
 #[test]

@@ -2,10 +2,10 @@
 //! '...'`) must work with busybox's ash as it does with dash.
 //!
 //! How busybox gets to run it: the test sshd's `SetEnv PATH=DIR:/usr/bin:/bin` puts a
-//! directory first whose `sh` is a symlink to /usr/bin/busybox, so the login shell's
-//! `exec sh` starts busybox (as `sh`, its ash applet). The test checks that it really did:
-//! among the sshd's descendants, the process running the script has /usr/bin/busybox as
-//! its executable.
+//! directory first whose `sh` and `awk` are symlinks to /usr/bin/busybox, so the login
+//! shell's `exec sh` starts busybox (as `sh`, its ash applet) and the script finds busybox's
+//! awk. The test checks that it really did: among the sshd's descendants, the processes
+//! running the script have /usr/bin/busybox as their executable, one of them as `awk`.
 
 mod common;
 
@@ -42,7 +42,9 @@ async fn busybox_sh_host_is_polled() {
     let dir = tempfile::tempdir().expect("tmp");
     let bin = dir.path().join("bin");
     std::fs::create_dir(&bin).expect("bin");
+    // a busybox host: its sh and its awk
     std::os::unix::fs::symlink(&busybox, bin.join("sh")).expect("symlink");
+    std::os::unix::fs::symlink(&busybox, bin.join("awk")).expect("symlink");
     let key = keygen(dir.path(), "id_ed25519", "");
     let known_hosts = dir.path().join("known_hosts");
     let sshd = Sshd::start_with(
@@ -85,20 +87,26 @@ async fn busybox_sh_host_is_polled() {
     })
     .await;
 
-    // the script runs under busybox
-    let script_exe: Vec<String> = sshd
+    // the script runs under busybox: its shell, and the awk answering the requests
+    let script: Vec<(String, String)> = sshd
         .processes()
         .iter()
-        .filter(|p| {
-            std::fs::read(format!("/proc/{p}/cmdline"))
-                .is_ok_and(|c| String::from_utf8_lossy(&c).contains("@@lookout"))
+        .filter_map(|p| {
+            let cmdline =
+                String::from_utf8_lossy(&std::fs::read(format!("/proc/{p}/cmdline")).ok()?).into_owned();
+            let exe = std::fs::read_link(format!("/proc/{p}/exe")).ok()?;
+            cmdline
+                .contains("@@lookout")
+                .then(|| (cmdline, exe.display().to_string()))
         })
-        .filter_map(|p| std::fs::read_link(format!("/proc/{p}/exe")).ok())
-        .map(|e| e.display().to_string())
         .collect();
     assert!(
-        !script_exe.is_empty() && script_exe.iter().all(|e| e.ends_with("busybox")),
-        "the script's shell: {script_exe:?}"
+        !script.is_empty() && script.iter().all(|(_, exe)| exe.ends_with("busybox")),
+        "the script's processes: {script:?}"
+    );
+    assert!(
+        script.iter().any(|(cmdline, _)| cmdline.starts_with("awk\0")),
+        "busybox's awk answers: {script:?}"
     );
 
     let h = host(&snap, "bb");

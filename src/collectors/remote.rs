@@ -12,8 +12,12 @@
 //! exactly the same output, and the script keeps no state between requests (the jump host
 //! does). Everything printed on stderr is discarded.
 //!
-//! What a sample costs the host is mostly processes started (`df`, `head`): the script reads
-//! the host's files with shell builtins, asks for `df` every [`DF_EVERY`] polls only (the
+//! What a sample costs the host is processes started (`df`, `head`) and system calls: where
+//! the host has an awk (any POSIX awk: mawk, gawk, busybox's, the one true awk), a single
+//! awk started with the session answers every request and reads each file with one
+//! `read`; on a host without awk, shell builtins do (the shell's `read` takes one system
+//! call per byte, 95% of that loop's calls). Either way the script asks for `df` every
+//! [`DF_EVERY`] polls only (the
 //! last disk readings are repeated in between), and reads a process's command line once,
 //! when its pid is in a second listing (keyed by pid and start time, all processes again every
 //! [`FULL_EVERY`] polls); on other polls it reads only the watched pids' stat and statm.
@@ -106,18 +110,98 @@ pub const FULL_EVERY: u64 = 30;
 /// A request line is `ID FLAGS CPU_LINES READ... [+ NEW...] [= HEAD...]` (see
 /// [`RemoteState::request`]);
 /// a line holding only `ID` asks for the host's files without disks or processes.
-/// Everything but `df` and the per-process `head` is a shell builtin: a file is read with
-/// `read` loops and the sample is gathered in one variable, so a sample costs the host no
-/// process at all on most polls, and reaches sshd in one write.
+/// One awk answers every request where the host has awk (reading each file with one
+/// system call), else shell builtins (`read` loops); either way the sample is gathered in
+/// one variable, so it costs the host no process at all on most polls (only `df` and the
+/// per-process `head` are started) and reaches sshd in one write.
 /// - FLAGS: `d` adds /proc/mounts and `df -P -k`; `a` reads the stat, statm and cmdline
 ///   of every process (with one `head`) instead of the lists that follow; `-` neither.
 /// - CPU_LINES: how many lines of /proc/stat to read (its cpu lines; 0 for all): the line
 ///   after them (interrupt counts) is most of the file.
 /// - READ: pids whose stat and statm are read with `read`; NEW: pids whose stat, statm
 ///   and cmdline are read with one `head` (command lines hold NULs, which `read` drops);
-///   HEAD: pids whose stat and statm are read by that `head`. The shell's `read` takes a
-///   system call per byte, so it is cheaper than starting `head` for a few pids only.
+///   HEAD: pids whose stat and statm are read by that `head` in the shell loop (whose
+///   `read` takes a system call per byte, so it is cheaper than starting `head` for a few
+///   pids only); awk reads them itself.
 pub fn script(watch_processes: bool) -> String {
+    // Where the host has an awk, it answers: awk reads a file with one system call where the
+    // shell's `read` takes one per byte (95% of the shell loop's system calls). `-W
+    // interactive` makes mawk read its requests line by line instead of waiting for 4 KiB;
+    // the other awks ignore it or refuse it (then the second awk runs). The shell loop
+    // stays for hosts without awk.
+    let awk = escape_for_double_quotes(&awk_program(watch_processes));
+    let vars = "-v P=$$ -v T=${t:-100} -v G=${p:-4096}";
+    let run_awk = format!("{{ awk -W interactive {vars} \"$a\" || awk {vars} \"$a\"; }}");
+    // With processes watched, a shell in front lists the pids (a glob: awk cannot list a
+    // directory) and passes each request on with the listing after an `@`.
+    let front = if watch_processes {
+        format!(
+            "while IFS= read -r r; do set -- [0-9]*; printf \"%s @ %s\\n\" \"$r\" \"$*\"; done | {run_awk}"
+        )
+    } else {
+        run_awk
+    };
+    format!(
+        "exec 2>/dev/null; t=$(getconf CLK_TCK); p=$(getconf PAGESIZE); cd /proc; \
+         if command -v awk >/dev/null; then a=\"{awk}\"; {front}; else {shell}; fi",
+        shell = shell_loop(watch_processes)
+    )
+}
+
+/// `text` made safe inside a double-quoted shell word. The awk program holds no backslash
+/// (fish, as a login shell, turns `\\` into `\` even inside single quotes).
+fn escape_for_double_quotes(text: &str) -> String {
+    debug_assert!(!text.contains('\\') && !text.contains('`') && !text.contains('\''));
+    text.replace('"', "\\\"").replace('$', "\\$")
+}
+
+/// The awk program answering requests, with the shell loop's output byte for byte. A
+/// request's fields: ID FLAGS CPU_LINES READ... [+ NEW...] [= HEAD...] [@ PIDS...] (the
+/// listing added by the shell in front). `df` and the command lines of new pids (which hold
+/// NULs that busybox's awk drops) still come from `df` and `head` (given each new pid's
+/// stat and statm too, so it always has several files and prints their names); every other
+/// file is read by awk itself, so pids after `=` are read like those before `+`.
+/// POSIX awk only, no backslash (see [`escape_for_double_quotes`]) and no `!`.
+fn awk_program(watch_processes: bool) -> String {
+    let procs = if watch_processes {
+        format!(
+            "if (f ~ /a/) {{ out(s \"{PROCS_MARKER}\" e); \
+             system(\"exec head -n 1 /proc/[0-9]*/stat /proc/[0-9]*/statm /proc/[0-9]*/cmdline\"); s = e }} \
+             else {{ m = 0; l = \"\"; q = \"\"; x = \"\"; \
+             i = index($0, \"@ \"); if (i) l = substr($0, i + 2); \
+             for (i = k; i <= NF; i++) {{ \
+             if ($i == \"@\") break; if ($i == \"+\") m = 1; else if ($i == \"=\") m = 2; \
+             else if (m == 1) x = x \" /proc/\" $i \"/stat /proc/\" $i \"/statm /proc/\" $i \"/cmdline\"; \
+             else if (one(\"/proc/\" $i \"/stat\")) one(\"/proc/\" $i \"/statm\") }} \
+             s = s \"{PIDS_MARKER}\" e l e \"{PROCS_MARKER}\" e q; \
+             if (length(x)) {{ out(s); system(\"exec head -n 1\" x); s = e }} }} "
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        "function rd(f, n,   l, i) {{ s = s \"==> \" f \" <==\" e; i = 0; \
+         while ((getline l < f) > 0) {{ s = s l e; if (++i == n) break }} close(f) }} \
+         function one(f,   l, r) {{ r = (getline l < f) > 0; close(f); \
+         if (r) q = q \"==> \" f \" <==\" e l e; return r }} \
+         function out(t) {{ printf \"%s\", t; fflush(); s = \"\" }} \
+         BEGIN {{ e = sprintf(\"%c\", 10) }} \
+         {{ n = $1; f = $2; c = $3; k = 4; \
+         if (f == \"@\") {{ f = \"\"; c = 0; k = 2 }} else if (c == \"@\") {{ c = 0; k = 3 }} \
+         s = \"{START_MARKER} {FORMAT_VERSION} \" P \" \" T \" \" G \" \" n e; \
+         rd(\"/proc/stat\", c + 0); \
+         s = s \"==> /proc/meminfo <==\" e; \
+         while ((getline l < \"/proc/meminfo\") > 0) {{ s = s l e; if (l ~ /^SwapFree:/) break }} \
+         close(\"/proc/meminfo\"); \
+         rd(\"/proc/loadavg\", 0); rd(\"/proc/uptime\", 0); rd(\"/proc/net/dev\", 0); \
+         if (f ~ /d/) {{ rd(\"/proc/mounts\", 0); out(s \"{DF_MARKER}\" e); system(\"exec df -P -k\") }} \
+         {procs}\
+         out(s \"{END_MARKER} \" n e) }}"
+    )
+}
+
+/// The shell loop answering requests on hosts without awk (see [`script`]).
+fn shell_loop(watch_processes: bool) -> String {
     let procs = if watch_processes {
         format!(
             "case $f in *a*) printf \"%s{PROCS_MARKER}\\n\" \"$s\"; s=; \
@@ -135,8 +219,7 @@ pub fn script(watch_processes: bool) -> String {
         String::new()
     };
     format!(
-        "exec 2>/dev/null; t=$(getconf CLK_TCK); p=$(getconf PAGESIZE); \
-         e=$(printf \"\\n.\"); e=${{e%.}}; cd /proc; \
+        "e=$(printf \"\\n.\"); e=${{e%.}}; \
          while read -r n f c w; do \
          s=\"{START_MARKER} {FORMAT_VERSION} $$ ${{t:-100}} ${{p:-4096}} $n$e==> /proc/stat <==$e\"; i=0; \
          while IFS= read -r l; do s=\"$s$l$e\"; i=$((i+1)); [ \"$i\" = \"$c\" ] && break; done <stat; \
@@ -653,6 +736,12 @@ struct StatFields {
     shared: u64,
 }
 
+/// The parent pid in one /proc/PID/stat line.
+fn stat_ppid(stat: &str) -> Option<u64> {
+    let (_, rest) = procfs::stat_name(stat)?;
+    num(rest.split_ascii_whitespace().nth(1))
+}
+
 fn stat_fields(rest: &str, statm: Option<&str>, page: u64) -> StatFields {
     // fields after the name: state(0) ppid(1) ... utime(11) stime(12) ... starttime(19)
     // vsize(20) rss(21)
@@ -719,6 +808,28 @@ fn processes<'a>(
         t.generation += 1;
         t.generation
     });
+    // The script's own processes: its shell and the shell's descendants (the shell in front
+    // of awk, the subshell running awk, awk, and the `head` or `df` awk starts), as far as
+    // this sample lists them; bounded, for output that makes everything a descendant.
+    let mut own_pids: Vec<u32> = Vec::new();
+    if ctx.shell_pid != 0 {
+        own_pids.push(ctx.shell_pid);
+        for _ in 0..4 {
+            let before = own_pids.len();
+            for (pid, f) in &files {
+                let parent = f.stat.and_then(stat_ppid);
+                if own_pids.len() < 64
+                    && !own_pids.contains(pid)
+                    && parent.is_some_and(|pp| own_pids.iter().any(|o| u64::from(*o) == pp))
+                {
+                    own_pids.push(*pid);
+                }
+            }
+            if own_pids.len() == before {
+                break;
+            }
+        }
+    }
     let watch = ctx.watch;
     let mut out = Vec::new();
     for (pid, f) in files {
@@ -727,7 +838,8 @@ fn processes<'a>(
             continue;
         };
         let st = stat_fields(rest, f.statm, ctx.page);
-        let own = pid == ctx.shell_pid || (ctx.shell_pid != 0 && st.ppid == u64::from(ctx.shell_pid));
+        // (a process of the script not in this listing: one whose parent is the shell)
+        let own = own_pids.contains(&pid) || (ctx.shell_pid != 0 && st.ppid == u64::from(ctx.shell_pid));
         let (name, cmdline) = match (f.cmdline, table.as_deref_mut()) {
             // Read in full: match it, and remember it when a table is kept.
             (Some(cmdline_raw), table) => {
@@ -1097,7 +1209,13 @@ mod tests {
 
     #[test]
     fn script_has_no_single_quote() {
-        assert!(!script(true).contains('\''));
+        for procs in [false, true] {
+            assert!(!script(procs).contains('\''));
+            // fish, as a login shell, turns `\\` into `\` inside single quotes
+            assert!(!script(procs).contains("\\\\"));
+            // `!` could be history expansion in an interactive csh
+            assert!(!awk_program(procs).contains('!'));
+        }
         assert!(command(false).starts_with("exec sh -c '"));
     }
 
