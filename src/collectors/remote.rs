@@ -127,11 +127,13 @@ pub fn script(watch_processes: bool) -> String {
     // Where the host has an awk, it answers: awk reads a file with one system call where the
     // shell's `read` takes one per byte (95% of the shell loop's system calls). `-W
     // interactive` makes mawk read its requests line by line instead of waiting for 4 KiB;
-    // the other awks ignore it or refuse it (then the second awk runs). The shell loop
+    // the other awks ignore it or refuse it (then the second awk runs, without it). The shell loop
     // stays for hosts without awk.
     let awk = escape_for_double_quotes(&awk_program(watch_processes));
     let vars = "-v P=$$ -v T=${t:-100} -v G=${p:-4096}";
-    let run_awk = format!("{{ awk -W interactive {vars} \"$a\" || awk {vars} \"$a\"; }}");
+    // (only a refusal, status 2, runs the second: an awk killed mid-session ends it)
+    let run_awk =
+        format!("{{ awk -W interactive {vars} \"$a\" || {{ [ $? -eq 2 ] && awk {vars} \"$a\"; }}; }}");
     // With processes watched, a shell in front lists the pids (a glob: awk cannot list a
     // directory) and passes each request on with the listing after an `@`.
     let front = if watch_processes {
